@@ -1,0 +1,104 @@
+# ehrforge — `make help` lists every target. `make demo` and `make test` set up their own venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.ehrforge-installed
+
+# Raw MIMIC-IV folder (hosp/, icu/, optional note/). Default: the shared demo copy if present, else the
+# PhysioNet demo downloaded by `make demo-data` into data/.
+SHARED_DEMO := $(abspath ../shared/data/mimic-iv-demo)
+ifeq ($(origin MIMIC_ROOT), undefined)
+  ifneq ($(wildcard $(SHARED_DEMO)/hosp),)
+    MIMIC_ROOT := $(SHARED_DEMO)
+  else
+    MIMIC_ROOT := $(abspath data/mimic-iv-demo)
+  endif
+endif
+PMC_PATIENTS_CSV ?= $(abspath ../shared/data/pmc-patients-sample/pmc_patients_sample.csv)
+# Where the note tables come from: $MIMIC_ROOT/note when it exists, else the demo notes built from PMC-Patients.
+ifeq ($(origin MIMIC_NOTE_ROOT), undefined)
+  ifneq ($(wildcard $(MIMIC_ROOT)/note),)
+    MIMIC_NOTE_ROOT := $(MIMIC_ROOT)/note
+  else
+    MIMIC_NOTE_ROOT := $(abspath data/demo-note/note)
+  endif
+endif
+EHRFORGE_DUCKDB ?= $(abspath warehouse/ehrforge.duckdb)
+export MIMIC_ROOT MIMIC_NOTE_ROOT EHRFORGE_DUCKDB
+
+DBT := cd dbt_project && ../$(VENV)/bin/dbt
+DBT_ARGS ?=
+CONFIG ?=
+ARGS ?=
+NUM_GPUS ?= 1
+
+.PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
+        demo test test-slow test-gpu bench bench-warehouse clean
+
+help: ## list every target
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch: the pinned wheel where the machine ships it, else the registry's.
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q torch
+	$(PY) -m pip install -q -e ".[all]"
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install ehrforge with all extras (CPU torch)
+
+demo-data: $(STAMP) ## get the open MIMIC-IV demo (if MIMIC_ROOT is absent) and build demo notes from PMC-Patients
+	$(PY) -m ehrforge.demo_data fetch --mimic-root "$(MIMIC_ROOT)"
+	@if [ ! -d "$(MIMIC_ROOT)/note" ]; then $(MAKE) --no-print-directory demo-notes; fi
+
+demo-notes: $(STAMP) ## build note/discharge in MIMIC-IV-Note schema from PMC-Patients (text does NOT describe the admissions)
+	$(PY) -m ehrforge.demo_data notes --mimic-root "$(MIMIC_ROOT)" --pmc-csv "$(PMC_PATIENTS_CSV)" --out "$(MIMIC_NOTE_ROOT)"
+
+build: $(STAMP) ## dbt build: sources, staging, marts and their tests into the DuckDB warehouse
+	$(PY) -m ehrforge.build $(DBT_ARGS)
+
+docs: $(STAMP) ## dbt docs generate (open dbt_project/target/index.html)
+	$(DBT) docs generate --profiles-dir .
+
+expectations: $(STAMP) ## Great Expectations suites over the marts; results into dq.expectation_results + Data Docs
+	$(PY) -m expectations.run $(ARGS)
+
+synthesize: $(STAMP) ## instruction data from the marts: make synthesize CONFIG=synthesis/configs/demo.yaml
+	$(PY) -m synthesis.cli --config $(or $(CONFIG),synthesis/configs/demo.yaml) $(ARGS)
+
+train: $(STAMP) ## fine-tune: make train CONFIG=training/configs/<family>/<size>_<method>.yaml [NUM_GPUS=n] [ARGS="k=v ..."]
+	$(PY) -m training.launch --num-gpus $(NUM_GPUS) --config $(or $(CONFIG),training/configs/demo/tiny_lora.yaml) $(ARGS)
+
+evaluate: $(STAMP) ## generate + score on a test split: make evaluate CONFIG=evaluation/specs/<name>.yaml
+	$(PY) -m evaluation.cli --config $(or $(CONFIG),evaluation/specs/demo.yaml) $(ARGS)
+
+report: $(STAMP) ## leaderboard + plots (PNG + HTML) from the results marts into reports/
+	$(PY) -m evaluation.report $(ARGS)
+
+demo: $(STAMP) ## the whole path on the demo: data, dbt build, checks, synthesis, training, evaluation, report
+	$(MAKE) --no-print-directory demo-data
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory expectations
+	$(MAKE) --no-print-directory synthesize
+	$(MAKE) --no-print-directory train
+	$(MAKE) --no-print-directory evaluate
+	$(MAKE) --no-print-directory report
+
+test: $(STAMP) ## fast test suite (not slow/gpu/vllm) on the real demo data
+	$(PY) -m pytest $(ARGS)
+
+test-slow: $(STAMP) ## slow tests too (multi-process training, 20x scaling)
+	$(PY) -m pytest -m "not gpu and not vllm" $(ARGS)
+
+test-gpu: $(STAMP) ## GPU tests (needs CUDA)
+	$(PY) -m pytest -m gpu $(ARGS)
+
+bench-warehouse: $(STAMP) ## dbt build vs one-scan floor at N=1 and N=20 (wall, rows/s, ratio, peak RSS)
+	$(PY) bench/bench_warehouse.py $(ARGS)
+
+clean: ## remove the warehouse, runs, reports and dbt target (keeps .venv and data/)
+	rm -rf warehouse runs reports dbt_project/target dbt_project/logs

@@ -1,0 +1,269 @@
+"""Warehouse I/O: one DuckDB file shared by dbt and every Python job.
+
+    from ehrforge import warehouse
+    with warehouse.connect() as con:                       # clear error if the file is locked or missing
+        warehouse.require_tables(con, ["marts.dim_admissions"])
+        df = con.execute("select * from marts.dim_admissions").df()
+        run = warehouse.start_run(con, job="synthesis", config=cfg)   # deterministic run_id per config
+        warehouse.write_table(con, "synthesis.instructions", df, run)  # idempotent per run
+
+Rules every Python-written table follows: it carries `run_id`, `created_at`, `code_version` and
+`config_hash`; re-writing the same run replaces that run's rows instead of appending duplicates; the write
+is one transaction, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+from pydantic import BaseModel
+
+from ehrforge.config import config_hash as _config_hash
+from ehrforge.config import config_json
+from ehrforge.errors import WarehouseError
+from ehrforge.paths import REPO_ROOT, warehouse_path
+
+log = logging.getLogger(__name__)
+
+RUN_COLUMNS = ["run_id", "created_at", "code_version", "config_hash"]
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _lock_message(path: Path, exc: Exception) -> str:
+    holder = ""
+    m = re.search(r"PID (\d+)", str(exc))
+    if m:
+        holder = f" (held by process {m.group(1)})"
+    return (
+        f"the warehouse {path} is locked by another process{holder}. DuckDB allows one writer at a time: "
+        "wait for the running job to finish, or close the other connection (a DuckDB CLI, a notebook, "
+        "`dbt build`), then retry. Set EHRFORGE_DUCKDB to use another file."
+    )
+
+
+def connect(
+    path: str | Path | None = None,
+    read_only: bool = False,
+    must_exist: bool = False,
+    wait_s: float = 0.0,
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse. Retries for `wait_s` seconds if another process holds the lock."""
+    path = Path(path) if path else warehouse_path()
+    if (must_exist or read_only) and not path.exists():
+        raise WarehouseError(
+            f"the warehouse {path} does not exist: build it first with `make build` "
+            "(or `dbt build` in dbt_project/), or point EHRFORGE_DUCKDB at an existing file"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise WarehouseError(f"cannot open the warehouse {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise WarehouseError(_lock_message(path, exc)) from exc
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def session(path: str | Path | None = None, **kw) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, **kw)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def split_name(table: str) -> tuple[str, str]:
+    if "." not in table:
+        raise WarehouseError(f"table name {table!r} must be schema-qualified, e.g. synthesis.instructions")
+    schema, name = table.split(".", 1)
+    for part in (schema, name):
+        if not _IDENT.match(part):
+            raise WarehouseError(f"invalid table name {table!r}")
+    return schema, name
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = split_name(table)
+    row = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    schema, name = split_name(table)
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+        "order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def require_tables(con: duckdb.DuckDBPyConnection, tables: list[str], hint: str | None = None) -> None:
+    """Fail with a clear message if any table is missing, or if the last dbt build did not succeed."""
+    missing = [t for t in tables if not table_exists(con, t)]
+    if missing:
+        fix = hint or "build the warehouse first: `make build` (runs `dbt build` in dbt_project/)"
+        raise WarehouseError(f"missing warehouse table(s): {', '.join(missing)}. Fix: {fix}")
+    if any(t.split(".")[0] in ("marts", "staging", "intermediate") for t in tables):
+        check_last_build(con)
+
+
+def check_last_build(con: duckdb.DuckDBPyConnection) -> None:
+    """Marts are trusted only if the most recent `dbt build` finished without errors."""
+    if not table_exists(con, "meta.dbt_builds"):
+        return
+    row = con.execute(
+        "select invocation_id, n_errors, failed_nodes from meta.dbt_builds order by finished_at desc limit 1"
+    ).fetchone()
+    if row and row[1]:
+        raise WarehouseError(
+            f"the last dbt build ({row[0]}) failed ({row[1]} error(s): {row[2]}); the marts may be stale or "
+            "partial. Fix the error and rerun `make build` before running Python jobs."
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return (sha or "unknown") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Metadata stamped on every row a job writes."""
+
+    run_id: str
+    job: str
+    config_hash: str
+    code_version: str
+    created_at: dt.datetime
+
+    def columns(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "code_version": self.code_version,
+            "config_hash": self.config_hash,
+        }
+
+
+def start_run(
+    con: duckdb.DuckDBPyConnection,
+    job: str,
+    config: BaseModel | dict,
+    run_id: str | None = None,
+) -> RunInfo:
+    """Register a run in `meta.runs`. The default run_id is `<job>-<config hash[:12]>`: the same config gives
+    the same run, so re-running replaces its rows instead of duplicating them."""
+    chash = _config_hash(config)
+    run = RunInfo(
+        run_id=run_id or f"{job}-{chash[:12]}",
+        job=job,
+        config_hash=chash,
+        code_version=code_version(),
+        created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+    )
+    con.execute("create schema if not exists meta")
+    con.execute(
+        "create table if not exists meta.runs (run_id varchar primary key, job varchar, config_hash varchar, "
+        "code_version varchar, config_json varchar, created_at timestamp, status varchar, finished_at timestamp)"
+    )
+    con.execute(
+        "insert or replace into meta.runs values (?, ?, ?, ?, ?, ?, 'running', null)",
+        [run.run_id, job, chash, run.code_version, config_json(config), run.created_at],
+    )
+    return run
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run: RunInfo, status: str = "succeeded") -> None:
+    con.execute(
+        "update meta.runs set status = ?, finished_at = ? where run_id = ?",
+        [status, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), run.run_id],
+    )
+
+
+def write_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    df: pd.DataFrame,
+    run: RunInfo | None = None,
+    replace: str = "run",
+    key: list[str] | None = None,
+) -> int:
+    """Write `df` into `table` in one transaction, creating the table if needed.
+
+    replace="run": rows of the same run_id are replaced (idempotent re-runs).
+    replace="key": rows whose `key` columns match an incoming row are replaced (upsert).
+    replace="all": the table is replaced whole.
+    replace="none": append.
+    """
+    schema, name = split_name(table)
+    df = df.copy()
+    if run is not None:
+        for col, value in run.columns().items():
+            df[col] = value
+    if replace == "run" and run is None:
+        raise WarehouseError("write_table(replace='run') needs a RunInfo")
+    if replace == "key" and not key:
+        raise WarehouseError("write_table(replace='key') needs key columns")
+    view = f"_incoming_{name}"
+    con.register(view, df)
+    try:
+        con.execute("begin transaction")
+        con.execute(f'create schema if not exists "{schema}"')
+        if replace == "all":
+            con.execute(f'create or replace table "{schema}"."{name}" as select * from "{view}"')
+        else:
+            con.execute(f'create table if not exists "{schema}"."{name}" as select * from "{view}" limit 0')
+            existing = table_columns(con, table)
+            if set(existing) != set(df.columns):
+                missing = sorted(set(df.columns) - set(existing))
+                extra = sorted(set(existing) - set(df.columns))
+                raise WarehouseError(
+                    f"{table} has different columns than the rows being written (new: {missing}, "
+                    f"absent: {extra}); the table was made by an older version. Drop it "
+                    f"(`drop table {table}`) or write to a new table."
+                )
+            if replace == "run":
+                con.execute(f'delete from "{schema}"."{name}" where run_id = ?', [run.run_id])
+            elif replace == "key":
+                cond = " and ".join(f't."{k}" is not distinct from i."{k}"' for k in key)
+                con.execute(
+                    f'delete from "{schema}"."{name}" t where exists (select 1 from "{view}" i where {cond})'
+                )
+            cols = ", ".join(f'"{c}"' for c in existing)
+            con.execute(f'insert into "{schema}"."{name}" ({cols}) select {cols} from "{view}"')
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister(view)
+    return len(df)
