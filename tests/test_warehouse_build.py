@@ -10,5 +10,5 @@ def test_marts_built(demo_warehouse):
     ).fetchall())
     for t in ["dim_admissions", "dim_icustays", "dim_splits", "fct_events", "fct_notes", "fct_note_sections", "fct_outcomes"]:
         assert t in counts
-    assert con.execute("select count(*) from marts.dim_admissions").fetchone()[0] == 275
-    assert con.execute("select count(*) from marts.dim_splits").fetchone()[0] == 100
+    assert con.execute("select count(*) from marts.dim_admissions").fetchall()[0][0] == 275
+    assert con.execute("select count(*) from marts.dim_splits").fetchall()[0][0] == 100
