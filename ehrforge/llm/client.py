@@ -116,6 +116,7 @@ class _Runner:
         rows = []
         for call, res, result in done:
             cost = self.budget.settle(res, result.prompt_tokens, result.completion_tokens)
+            result.cost_usd = cost
             self.stats.n_calls += 1
             self.stats.n_failed += bool(result.error)
             self.stats.prompt_tokens += result.prompt_tokens
@@ -190,7 +191,7 @@ def _response(req: Request, key: str, result: Result | None = None, row: dict | 
                         cached=True, cache_key=key)
     return Response(request_id=req.id, text=result.text, prompt_tokens=result.prompt_tokens,
                     completion_tokens=result.completion_tokens, latency_s=result.latency_s,
-                    finish_reason=result.finish_reason, logprobs=result.logprobs,
+                    cost_usd=result.cost_usd, finish_reason=result.finish_reason, logprobs=result.logprobs,
                     choice_logprobs=result.choice_logprobs, error=result.error, cached=False, cache_key=key)
 
 

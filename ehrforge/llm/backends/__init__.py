@@ -52,6 +52,7 @@ class Result:
     choice_logprobs: dict[str, float] | None = None
     error: str | None = None
     attempts: int = 1
+    cost_usd: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
