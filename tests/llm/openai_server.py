@@ -12,7 +12,7 @@ server generates real text with a real model and additionally:
                     reset clears the received log
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI must see the real Request type of the locally imported class
 
 import argparse
 import asyncio

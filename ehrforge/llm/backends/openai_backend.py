@@ -180,23 +180,28 @@ class OpenAIBackend:
         return result
 
 
-def _norm(token: str) -> str:
-    return token.replace("\u0120", " ").strip().lower()
-
-
 def match_choices(top: list[dict], choices: list[str]) -> dict[str, float]:
-    """log P(choice) from the first token's top logprobs: the tokens that spell the choice (ignoring case and
-    surrounding spaces, so 'Yes', ' yes' and 'yes' add up). A choice absent from the top-k gets -inf. Exact only
-    for choices that are one token; for longer ones this is the probability of their first token."""
+    """log P(choice) from the first generated token's top logprobs.
+
+    A choice's probability is the summed probability of the top tokens that spell it, ignoring surrounding
+    whitespace (so 'yes' and ' yes' add up; case matters, as in the transformers backend). If no token spells it
+    exactly, case-insensitive matches are used, then a first-token prefix that belongs to this choice only. A choice
+    absent from the top-k gets -inf. Exact for one-token choices (yes/no); for longer ones it is the probability of
+    their first token."""
+    def prob(tokens: list[float]) -> float:
+        return math.log(sum(math.exp(x) for x in tokens)) if tokens else -math.inf
+
     out: dict[str, float] = {}
-    norm_choices = {c: c.strip().lower() for c in choices}
-    for c, nc in norm_choices.items():
-        hits = [t["logprob"] for t in top if _norm(t["token"]) == nc]
-        if not hits:  # first-token prefix of a multi-token choice, if that prefix is unique to this choice
+    lower = [c.strip().lower() for c in choices]
+    for c in choices:
+        hits = [t["logprob"] for t in top if t["token"].strip() == c.strip()]
+        if not hits:
+            hits = [t["logprob"] for t in top if t["token"].strip().lower() == c.strip().lower()]
+        if not hits:
             hits = [t["logprob"] for t in top
-                    if _norm(t["token"]) and nc.startswith(_norm(t["token"]))
-                    and sum(o.startswith(_norm(t["token"])) for o in norm_choices.values()) == 1]
-        out[c] = math.log(sum(math.exp(x) for x in hits)) if hits else -math.inf
+                    if (tl := t["token"].strip().lower()) and c.strip().lower().startswith(tl)
+                    and sum(o.startswith(tl) for o in lower) == 1]
+        out[c] = prob(hits)
     if all(v == -math.inf for v in out.values()):
         raise LLMError(f"none of the choices {choices} is among the top-{len(top)} first tokens; raise top_logprobs "
                        "or check that the prompt asks for exactly one of them")
