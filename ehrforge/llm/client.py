@@ -72,6 +72,8 @@ def _params(req: Request, config: LLMConfig) -> dict:
         "logprobs": config.logprobs,
         "top_logprobs": config.top_logprobs if config.logprobs else 0,
     }
+    if config.ignore_eos:
+        p["ignore_eos"] = True
     if req.choices:
         # scoring ignores sampling: only the prompt, the choices and how many top tokens are looked at matter
         p = {"choices": list(req.choices), "seed": p["seed"], "top_logprobs": max(config.top_logprobs, 20)}

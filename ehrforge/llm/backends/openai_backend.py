@@ -114,6 +114,8 @@ class OpenAIBackend:
         kw.update(max_tokens=p["max_new_tokens"], temperature=p["temperature"], top_p=p["top_p"])
         if p.get("logprobs"):
             kw.update(logprobs=True, top_logprobs=p["top_logprobs"])
+        if p.get("ignore_eos"):
+            kw["extra_body"] = {"ignore_eos": True}  # vLLM extension; other servers ignore it
         return kw
 
     async def acall(self, call: Call) -> Result:
