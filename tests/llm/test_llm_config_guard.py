@@ -75,3 +75,15 @@ def test_import_is_light():
     code = "import sys, ehrforge.llm; bad=[m for m in ('torch','transformers','openai','vllm') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_example_configs_validate():
+    from pathlib import Path
+
+    from ehrforge.llm.guard import endpoint_approval
+
+    examples = sorted((Path(__file__).parents[2] / "ehrforge" / "llm" / "examples").glob("*.yaml"))
+    assert len(examples) == 3
+    for path in examples:
+        cfg = load_config(path, LLMConfig)
+        assert endpoint_approval(cfg) is not None, path

@@ -59,14 +59,18 @@ class TransformersBackend:
         gen_eos = self.model.generation_config.eos_token_id
         eos = gen_eos if gen_eos is not None else tok.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.configure(config)
+        log.info("transformers backend: %s on %s (%s, mode %s)", config.model, self.device, self.dtype, self.mode)
+
+    def configure(self, config: LLMConfig) -> None:
+        self.config = config
         mode = config.generation_mode
         if mode == "auto":
-            # measured (bench/bench_llm.py): on CPU static and dynamic tie and compile does not apply; on CUDA the
-            # static cache was the fastest configuration measured before this client (6.5k vs 2.9k tok/s, H100)
+            # measured (bench/bench_llm.py): on CPU the dynamic cache is fastest and compile does not apply; on CUDA
+            # the static cache was the fastest configuration measured before this client (6.5k vs 2.9k tok/s, H100)
             mode = "static" if self.device.startswith("cuda") else "dynamic"
         self.mode = mode
         self.identity = model_identity(config)
-        log.info("transformers backend: %s on %s (%s, mode %s)", config.model, self.device, self.dtype, self.mode)
 
     def _load(self, config: LLMConfig):
         from transformers import AutoModelForCausalLM, AutoTokenizer

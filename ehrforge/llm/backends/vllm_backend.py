@@ -43,6 +43,9 @@ class VLLMBackend:
             self.lora = LoRARequest("adapter", 1, config.adapter)
         self.identity = model_identity(config)
 
+    def configure(self, config: LLMConfig) -> None:
+        self.config = config
+
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
