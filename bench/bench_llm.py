@@ -77,16 +77,28 @@ def bench_transformers(args, model_dir: Path, db: Path) -> None:
           f"tokens, {args.new_tokens} new tokens each")
     naive_loop(backend.model, prompts[:1], 4, backend.tokenizer.pad_token_id)  # warm-up
     k = max(1, min(args.naive_prompts, len(prompts)))
-    n, s = naive_loop(backend.model, prompts[:k], args.new_tokens, backend.tokenizer.pad_token_id)
-    base = row(f"naive per-prompt generate ({k} prompts)", n, s, None)
-    for seed, mode in enumerate(["dynamic", "static"], start=1):
-        cfg = base_cfg.model_copy(update={"generation_mode": mode, "seed": seed})
-        stats = RunStats()
-        run_batch(reqs, cfg, progress=False, stats=stats, db_path=db)
-        row(f"run_batch mode={mode} batch={cfg.batch_size}", stats.completion_tokens, stats.wall_s, base)
+    # best of --repeat, variants interleaved: this machine may be shared, and the fastest run is the least disturbed
+    best: dict[str, tuple[int, float]] = {}
+    seed = 0
+    for _ in range(args.repeat):
+        n, s = naive_loop(backend.model, prompts[:k], args.new_tokens, backend.tokenizer.pad_token_id)
+        name = f"naive per-prompt generate ({k} prompts)"
+        best[name] = min(best.get(name, (n, float("inf"))), (n, s), key=lambda x: x[1])
+        for mode in ("dynamic", "static"):
+            seed += 1  # a new seed each time: otherwise the second repeat would be answered by the cache
+            cfg = base_cfg.model_copy(update={"generation_mode": mode, "seed": seed})
+            stats = RunStats()
+            run_batch(reqs, cfg, progress=False, stats=stats, db_path=db)
+            name = f"run_batch mode={mode} batch={cfg.batch_size}"
+            best[name] = min(best.get(name, (0, float("inf"))), (stats.completion_tokens, stats.wall_s),
+                             key=lambda x: x[1])
+    base = None
+    for name, (n, s) in best.items():
+        rate = row(name + f" (best of {args.repeat})", n, s, base)
+        base = base or rate
     stats = RunStats()
     run_batch(reqs, base_cfg.model_copy(update={"generation_mode": "dynamic", "seed": 1}), progress=False,
-              stats=stats, db_path=db)
+              stats=stats, db_path=db)  # seed 1 / dynamic ran above
     print(f"  cached re-run: {stats.n_calls} calls, {stats.n_cached}/{stats.n_requests} from cache, "
           f"{stats.wall_s:.2f} s")
 
@@ -105,8 +117,8 @@ def bench_openai(args, model_dir: Path, db: Path) -> None:
     exe = Path(sys.executable).parent / "transformers"
     logf = open(db.parent / "serve.log", "w")
     cmd = [str(exe), "serve", str(model_dir), "--port", str(port), "--host", "127.0.0.1", "--device", "cpu"]
-    if args.serve_cb:
-        cmd.append("--continuous-batching")
+    if not args.serve_plain:
+        cmd.append("--continuous-batching")  # batches concurrent requests, as vLLM does
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
     try:
         for _ in range(240):
@@ -117,7 +129,8 @@ def bench_openai(args, model_dir: Path, db: Path) -> None:
                 if proc.poll() is not None:
                     raise RuntimeError(f"transformers serve exited: {(db.parent / 'serve.log').read_text()[-2000:]}")
                 time.sleep(0.5)
-        print(f"\nopenai backend -> `{' '.join(cmd[1:3])} ...` on 127.0.0.1 ({args.n_requests} requests per level, "
+        flags = "" if args.serve_plain else " --continuous-batching"
+        print(f"\nopenai backend -> `transformers serve{flags}` on 127.0.0.1 ({args.n_requests} requests per level, "
               f"{args.openai_new_tokens} new tokens)")
         rng = random.Random(1)
         base = None
@@ -204,9 +217,11 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=None)
     parser.add_argument("--new-tokens", type=int, default=None)
     parser.add_argument("--naive-prompts", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=2, help="CPU transformers part: best of N, interleaved")
     parser.add_argument("--n-requests", type=int, default=32)
     parser.add_argument("--openai-new-tokens", type=int, default=16)
-    parser.add_argument("--serve-cb", action="store_true", help="start transformers serve --continuous-batching")
+    parser.add_argument("--serve-plain", action="store_true",
+                        help="start transformers serve without --continuous-batching (one request at a time)")
     parser.add_argument("--modes", default="dynamic,static,compile")
     parser.add_argument("--batch-sizes", default="64")
     parser.add_argument("--hidden", type=int, default=256, help="CPU model hidden size")

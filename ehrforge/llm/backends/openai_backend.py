@@ -145,6 +145,10 @@ class OpenAIBackend:
                 wait = None
             except LLMError as exc:  # a reply we cannot use (e.g. no choices); retrying will not help
                 return Result(error=str(exc), attempts=attempt + 1, latency_s=time.monotonic() - start)
+            except Exception as exc:  # noqa: BLE001 - e.g. a malformed reply: recorded on the call, never dropped
+                log.exception("call %s: unexpected error", call.request_id)
+                return Result(error=f"{type(exc).__name__}: {exc}", attempts=attempt + 1,
+                              latency_s=time.monotonic() - start)
             if attempt == cfg.max_retries:
                 break
             delay = wait if wait is not None else backoff_s(attempt, cfg.backoff_base_s, cfg.backoff_max_s)
