@@ -159,8 +159,16 @@ def bench_gpu(args) -> None:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     from ehrforge.llm.backends.transformers_backend import TransformersBackend
-    from ehrforge.llm.config import LLMConfig
     from ehrforge.tiny_model import train_tokenizer
+
+    try:
+        from ehrforge.llm.config import LLMConfig
+    except ImportError:  # the GPU machine may lack pydantic: the backend only reads attributes
+        from types import SimpleNamespace
+
+        def LLMConfig(**kw):  # noqa: N802
+            base = dict(backend="transformers", adapter=None, dtype="auto", device="auto", max_model_len=None)
+            return SimpleNamespace(**(base | kw))
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     shape = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,

@@ -16,9 +16,13 @@ from __future__ import annotations
 import logging
 import time
 
+from typing import TYPE_CHECKING
+
 from ehrforge.errors import ConfigError
 from ehrforge.llm.backends import Call, Result, model_identity
-from ehrforge.llm.config import LLMConfig
+
+if TYPE_CHECKING:  # only attributes are read, so the GPU bench can pass a plain namespace without pydantic
+    from ehrforge.llm.config import LLMConfig
 
 log = logging.getLogger(__name__)
 
