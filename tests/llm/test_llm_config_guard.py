@@ -72,7 +72,8 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = "import sys, ehrforge.llm; bad=[m for m in ('torch','transformers','openai','vllm') if m in sys.modules]; print(bad)"
+    code = ("import sys; from ehrforge.llm import LLMConfig, Request, run_batch, score_choices; "
+            "print([m for m in ('torch', 'transformers', 'openai', 'vllm') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
