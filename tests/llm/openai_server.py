@@ -7,8 +7,8 @@ Why not only `transformers serve` (which the suite also runs against): in transf
 (429 with Retry-After, 500, slow replies) and to see exactly what the server received (the PHI guard test). So this
 server generates real text with a real model and additionally:
   GET  /_received   every request it got (path, JSON body, monotonic time), including /v1/models probes
-  POST /_faults     {"plan": [{"status": 429, "retry_after": 1}, {"status": 500}], "delay_s": 0.1, "reset": true}: the next
-                    chat requests get the planned errors in order; every chat reply waits delay_s first;
+  POST /_faults     {"plan": [{"status": 429, "retry_after": 1}, {"status": 500}], "delay_s": 0.1, "reset": true}:
+                    the next chat requests get the planned errors in order; every chat reply waits delay_s first;
                     reset clears the received log
 """
 

@@ -72,7 +72,7 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys; from ehrforge.llm import LLMConfig, Request, run_batch, score_choices; "
+    code = ("import sys; from ehrforge.llm import LLMConfig, Request, run_batch, score_choices\n"
             "print([m for m in ('torch', 'transformers', 'openai', 'vllm') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -21,7 +21,8 @@ HERE = Path(__file__).parent
 
 
 def reqs(n, prefix="q", **kw):
-    return [Request(id=f"{prefix}{i}", messages=[{"role": "user", "content": f"{prefix} patient {i}: chest pain?"}], **kw)
+    return [Request(id=f"{prefix}{i}", messages=[{"role": "user", "content": f"{prefix} patient {i}: chest pain?"}],
+                    **kw)
             for i in range(n)]
 
 
@@ -190,3 +191,30 @@ def test_against_transformers_serve(transformers_serve, tiny_model, db_path):
     again = RunStats()
     run_batch(reqs(4), cfg, progress=False, stats=again)
     assert again.n_calls == 0 and again.n_cached == 4
+
+
+def test_budget_under_concurrency_never_overshoots(server, tiny_model, db_path):
+    from ehrforge.llm import BudgetExceeded
+
+    with pytest.raises(BudgetExceeded, match="max_calls=3") as exc:
+        run_batch(reqs(8), ocfg(server, tiny_model, concurrency=4, max_calls=3), progress=False)
+    assert len(server.received()) == 3 and len(exc.value.responses) == 3
+    with duckdb.connect(str(db_path)) as con:
+        assert con.execute("select count(*) from llm.calls where status = 'ok'").fetchall() == [(3,)]
+
+
+def test_works_inside_a_running_event_loop_and_needs_the_named_key(server, tiny_model, db_path, monkeypatch):
+    import asyncio
+
+    from ehrforge.errors import ConfigError
+
+    async def main():  # e.g. a notebook: run_batch is synchronous and must not clash with the caller's loop
+        return run_batch(reqs(2), ocfg(server, tiny_model), progress=False)
+
+    assert all(r.ok for r in asyncio.run(main()))
+    monkeypatch.delenv("EHRFORGE_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="EHRFORGE_TEST_KEY"):
+        run_batch(reqs(1, prefix="k"), ocfg(server, tiny_model, api_key_env="EHRFORGE_TEST_KEY"), progress=False)
+    monkeypatch.setenv("EHRFORGE_TEST_KEY", "sk-test")
+    assert run_batch(reqs(1, prefix="k"), ocfg(server, tiny_model, api_key_env="EHRFORGE_TEST_KEY"),
+                     progress=False)[0].ok

@@ -62,7 +62,8 @@ class VLLMBackend:
             sps = []
             for c in gen:
                 p = c.params
-                sps.append(SamplingParams(temperature=p["temperature"], top_p=p["top_p"], max_tokens=p["max_new_tokens"],
+                sps.append(SamplingParams(temperature=p["temperature"], top_p=p["top_p"],
+                                          max_tokens=p["max_new_tokens"],
                                           seed=p["seed"], logprobs=p["top_logprobs"] if p.get("logprobs") else None,
                                           ignore_eos=bool(p.get("ignore_eos"))))
             start = time.monotonic()
