@@ -147,3 +147,16 @@ def test_bad_model_path_is_a_clear_error(tmp_path, db_path):
 
     with pytest.raises(ConfigError, match="cannot load model"):
         run_batch(reqs(1), LLMConfig(model=str(tmp_path / "nope"), device="cpu"), progress=False)
+
+
+def test_static_cache_mode_gives_the_same_answers(cfg, db_path):
+    dynamic = run_batch(reqs(), cfg.model_copy(update={"generation_mode": "dynamic"}), progress=False)
+    # same cache key (the mode is not part of the model identity), so use another db to force generation
+    from ehrforge.llm.backends import get_backend
+
+    static_cfg = cfg.model_copy(update={"generation_mode": "static", "logprobs": True})
+    backend = get_backend(static_cfg)
+    assert backend.mode == "static"
+    out = run_batch(reqs(), static_cfg, progress=False, db_path=db_path.parent / "other.duckdb")
+    assert [r.text for r in out] == [r.text for r in dynamic] and all(not r.cached for r in out)
+    assert all(len(r.logprobs) == r.completion_tokens for r in out)
