@@ -160,3 +160,21 @@ def test_static_cache_mode_gives_the_same_answers(cfg, db_path):
     out = run_batch(reqs(), static_cfg, progress=False, db_path=db_path.parent / "other.duckdb")
     assert [r.text for r in out] == [r.text for r in dynamic] and all(not r.cached for r in out)
     assert all(len(r.logprobs) == r.completion_tokens for r in out)
+
+
+def test_cli(tiny_model, db_path):
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "ehrforge.llm", *args], capture_output=True, text=True,
+                              timeout=300)
+
+    done = cli(f"model={tiny_model}", "max_new_tokens=4", "device=cpu", "--prompt", "yes or no?",
+               "--choices", "yes", "no")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[0])
+    assert out["text"] in ("yes", "no") and abs(sum(out["choice_probs"].values()) - 1) < 1e-6
+    refused = cli("backend=openai", "model=m", "base_url=https://api.example.com/v1", "--prompt", "note text")
+    assert refused.returncode == 2 and "not approved for patient data" in refused.stderr
