@@ -233,15 +233,21 @@ class TransformersBackend:
             ids = torch.tensor([[pad] * (width - len(s)) + s for s in chunk], device=self.device)
             mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in chunk], device=self.device)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            # left padding right-aligns every sequence, so the choice tokens are the last `clen` positions: only the
+            # last max(clen)+1 positions need logits (a 128k vocabulary over whole prompts would not fit in memory)
+            keep = max(clen for _, clen in chunk_spans) + 1
             with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
-            logp = torch.log_softmax(logits, dim=-1)
+                try:
+                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                        logits_to_keep=keep).logits
+                except TypeError:  # models without logits_to_keep
+                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -keep:]
+            logp = torch.log_softmax(logits.float(), dim=-1)
             for r, (s, (plen, clen)) in enumerate(zip(chunk, chunk_spans)):
-                offset = width - len(s)
                 total = 0.0
                 for j in range(clen):
-                    pos_pred = offset + plen + j - 1  # the logits at position t predict token t+1
-                    total += float(logp[r, pos_pred, s[plen + j]])
+                    # the logits at position t predict token t+1; choice token j sits at width - clen + j
+                    total += float(logp[r, keep - clen + j - 1, s[plen + j]])
                 scores.append(total)
         latency = time.monotonic() - start
         results = []
