@@ -88,3 +88,23 @@ def test_example_configs_validate():
     for path in examples:
         cfg = load_config(path, LLMConfig)
         assert endpoint_approval(cfg) is not None, path
+
+
+def test_retry_after_parsing_and_backoff():
+    import email.utils
+    import time
+    from types import SimpleNamespace
+
+    from ehrforge.llm.backends.openai_backend import backoff_s, retry_after_s
+
+    def exc(headers):
+        return SimpleNamespace(response=SimpleNamespace(headers=headers))
+
+    assert retry_after_s(exc({"retry-after": "3"})) == 3.0
+    assert retry_after_s(exc({"retry-after-ms": "250", "retry-after": "3"})) == 0.25
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < retry_after_s(exc({"retry-after": date})) <= 30
+    assert retry_after_s(exc({"retry-after": "soon"})) is None and retry_after_s(exc({})) is None
+    delays = [backoff_s(a, base=0.5, cap=8.0) for a in range(8)]
+    assert all(0.5 * min(8.0, 0.5 * 2**a) <= d <= min(8.0, 0.5 * 2**a) for a, d in enumerate(delays))
+    assert max(delays) <= 8.0
