@@ -17,13 +17,13 @@ Free text never reaches GX (or Data Docs, or the results table): frames carry te
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any, Callable
 
 import duckdb
 import pandas as pd
 import great_expectations.expectations as gxe
+from great_expectations.expectations.row_conditions import Column
 
 SEVERITIES = ("critical", "warn")
 
@@ -52,8 +52,9 @@ def warn(expectation: gxe.Expectation, name: str, why: str) -> gxe.Expectation:
 
 
 def where(column: str, value: Any) -> dict:
-    """Row-condition kwargs selecting the rows of a keyed frame where `column == value` (pandas parser)."""
-    return {"row_condition": f"{column}=={json.dumps(value)}", "condition_parser": "pandas"}
+    """Row-condition kwargs selecting the rows of a keyed frame where `column == value` (a GX Condition
+    object: string conditions with condition_parser are deprecated since GX 1.9)."""
+    return {"row_condition": Column(column) == value}
 
 
 def metric_between(column: str, name: str, severity: str, why: str, min_value=None, max_value=None,

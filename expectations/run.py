@@ -126,10 +126,13 @@ def _observed(etype: str, kwargs: dict, result: dict) -> tuple[Any, str]:
 
 
 def _condition(kwargs: dict) -> str | None:
-    """The row condition as written (GX 1.24 stores a pandas condition as {'pass_through_filter': ...})."""
+    """The row condition as text, e.g. itemid == "50931" (GX stores Condition objects as dicts)."""
     cond = kwargs.get("row_condition")
     if isinstance(cond, dict):
-        cond = cond.get("pass_through_filter") or json.dumps(cond, default=str)
+        if cond.get("type") == "comparison":
+            cond = f"{cond['column']['name']} {cond['operator']} {json.dumps(cond['parameter'], default=str)}"
+        else:
+            cond = cond.get("pass_through_filter") or json.dumps(cond, default=str)
     return cond or None
 
 

@@ -83,7 +83,7 @@ def build(settings: Settings) -> list[Frame]:
     ]
     sample_sql = f"""
         with s as (
-            select note_id, note_type, hadm_id, charttime, n_chars, n_words, n_sections,
+            select note_id, note_type, hadm_id, charttime, n_sections,
                    length(trim(coalesce(text, ''))) as text_chars,
                    length(trim(coalesce(clean_text, ''))) as clean_text_chars
             from {NOTES}
