@@ -30,6 +30,8 @@ class Settings(BaseModel):
     sample_rows: int = Field(50_000, ge=100, description="rows in each seeded sample frame")
     item_sample_rows: int = Field(5_000, ge=50, description="rows per itemid for the physiological ranges")
     dedup_partitions: int = Field(0, ge=0, description="hash partitions for the unique-event-id count; 0 = auto")
+    memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",
+                                     description="DuckDB memory_limit for the run, e.g. '4GB' (spills beyond)")
     window_tolerance_hours: float = Field(
         24.0, ge=0, description="events/notes may lie this far outside [admittime, dischtime] beyond the dbt grace"
     )

@@ -34,12 +34,8 @@ def check(expectation: gxe.Expectation, name: str, severity: str, why: str) -> g
         raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
     # GX 1.x's own severity (critical/warning) drives its Data Docs; meta carries ours plus name and reason.
     expectation.severity = "critical" if severity == "critical" else "warning"
-    expectation.meta = {
-        "name": name,
-        "severity": severity,
-        "why": why,
-        "notes": {"format": "markdown", "content": [f"**{severity}** `{name}`: {why}"]},
-    }
+    expectation.meta = {"name": name, "severity": severity, "why": why}
+    expectation.notes = f"**{severity}** `{name}`: {why}"  # rendered next to the expectation in Data Docs
     return expectation
 
 
@@ -135,6 +131,18 @@ def schema_frame(suite: str, contract: dict[str, dict[str, str]]) -> Frame:
 
 
 # --- small helpers used by the suites' SQL -----------------------------------------------------------------
+
+def seeded_sample(table: str, key: str, columns: dict[str, str], n: int, seed: int, where: str = "") -> str:
+    """SQL for the `n` rows of `table` with the smallest hash(key, seed): a uniform random sample that is the
+    same on every machine and thread count. Written as a top-n aggregate (min_by(..., n)): one streaming
+    scan holding n rows. (`order by hash(...) limit n` is planned as a full sort by DuckDB 2.0 here:
+    3.3 GB peak on 16M events, against 0.5 GB for this form.)"""
+    struct = ", ".join(f"'{name}': {expr}" for name, expr in columns.items())
+    cond = f"where {where}" if where else ""
+    return (f"select unnest(min_by({{{struct}}}, hash({key}, {seed}), {n}), recursive := true) "
+            f"from {table} {cond}")
+
+
 
 def null_rates(columns: list[str]) -> str:
     """SQL select-list items `null_rate__<col>` for an aggregate over one table."""

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -151,7 +152,8 @@ def _gx_context(docs_dir: Path | None):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # GX sets INFO on the latter itself
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     if docs_dir is not None:
@@ -191,6 +193,17 @@ def _validate(frames: list[tuple[Frame, Path]], frames_dir: Path, docs_dir: Path
     for vr in result.run_results.values():
         out[vr.suite_name] = [r.to_json_dict() for r in vr.results]
     return out
+
+
+def _reset_docs(docs_dir: Path) -> None:
+    """Data Docs show the latest run (history is in dq.expectation_results): clear pages of earlier runs, but
+    only in a folder that holds nothing but Data Docs."""
+    if docs_dir.exists() and any(docs_dir.iterdir()):
+        if not (docs_dir / "index.html").exists():
+            raise ConfigError(f"--docs-dir {docs_dir} is not empty and holds no Data Docs; choose another folder")
+        for sub in ("validations", "expectations"):
+            shutil.rmtree(docs_dir / sub, ignore_errors=True)
+    docs_dir.mkdir(parents=True, exist_ok=True)
 
 
 # --- the run -----------------------------------------------------------------------------------------------
@@ -256,6 +269,8 @@ def run_expectations(
         raise ConfigError(f"unknown suite(s) {unknown}; choose from {list(SUITES)}")
     settings = settings.model_copy(update={"suites": names, "ranges_sha256": ranges_sha256()})
     specs: list[SuiteSpec] = [SUITES[s] for s in names]
+    if settings.memory_limit:
+        con.execute(f"set memory_limit = '{settings.memory_limit}'")
     for spec in specs:
         if not spec.optional:
             warehouse.require_tables(con, spec.tables)
@@ -289,7 +304,7 @@ def run_expectations(
                 df.to_parquet(path, index=False)
                 paths.append((frame, path))
             if docs_dir is not None:
-                docs_dir.mkdir(parents=True, exist_ok=True)
+                _reset_docs(docs_dir)
             gx_results = _validate(paths, Path(tmp), docs_dir)
         for frame, _ in computed:
             for res in gx_results.get(frame.gx_name, []):
@@ -316,7 +331,9 @@ def run_expectations(
     results["unexpected_percent"] = pd.to_numeric(results["unexpected_percent"]).astype("Float64")
     run_id = ""
     if write:
-        config = {**settings.model_dump(mode="json"), "data": _fingerprint(con)}
+        # resources do not change verdicts, so they stay out of the run id
+        config = {**settings.model_dump(mode="json", exclude={"memory_limit", "dedup_partitions"}),
+                  "data": _fingerprint(con)}
         run = warehouse.start_run(con, job="expectations", config=config)
         run_id = run.run_id
         warehouse.write_table(con, RESULTS_TABLE, results, run, replace="run")
@@ -350,13 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-rows", type=int, help="rows per seeded sample frame (default 50000)")
     p.add_argument("--item-sample-rows", type=int, help="seeded values per reviewed itemid (default 5000)")
     p.add_argument("--seed", type=int, help="sampling seed (default 42)")
+    p.add_argument("--memory-limit", help="DuckDB memory limit for the run, e.g. 8GB (large marts spill to disk)")
+    p.add_argument("--dedup-partitions", type=int, help="hash partitions for the unique event id count (0 = auto)")
     p.add_argument("--docs-dir", type=Path, default=None, help="Data Docs folder (default reports/data_docs)")
     p.add_argument("--no-docs", action="store_true", help="do not render Data Docs")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     overrides = {k: v for k, v in {"sample_rows": args.sample_rows, "item_sample_rows": args.item_sample_rows,
-                                   "seed": args.seed}.items() if v is not None}
+                                   "seed": args.seed, "memory_limit": args.memory_limit,
+                                   "dedup_partitions": args.dedup_partitions}.items() if v is not None}
     docs_dir = None if args.no_docs else (args.docs_dir or default_docs_dir())
     try:
         settings = Settings(**overrides)

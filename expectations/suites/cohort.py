@@ -8,7 +8,8 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from expectations.config import Settings
-from expectations.core import Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, warn
+from expectations.core import (Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, seeded_sample,
+                               warn)
 
 ADM, ICU = "marts.dim_admissions", "marts.dim_icustays"
 
@@ -76,13 +77,15 @@ def build(settings: Settings) -> list[Frame]:
         for c in ["gender", "age_at_admission"]
     ]
 
+    adm_cols = {c: c for c in ["hadm_id", "age_at_admission", "los_days", "gender", "admission_type", "admittime",
+                               "dischtime"]}
+    adm_cols["icu_hours_outside_window"] = (
+        "greatest(date_diff('second', first_icu_intime, admittime), "
+        "date_diff('second', dischtime, first_icu_intime), 0) / 3600.0")
     sample_sql = f"""
-        select hadm_id as row_key, age_at_admission, los_days, gender, admission_type, admittime, dischtime,
-               greatest(date_diff('second', first_icu_intime, admittime),
-                        date_diff('second', dischtime, first_icu_intime), 0) / 3600.0 as icu_hours_outside_window
-        from {ADM}
-        order by hash(hadm_id, {settings.seed})
-        limit {settings.sample_rows}
+        select hadm_id as row_key, * exclude (hadm_id)
+        from ({seeded_sample(ADM, "hadm_id", adm_cols, settings.sample_rows, settings.seed)})
+        order by row_key
     """
     sample = [
         critical(gxe.ExpectColumnValuesToBeBetween(column="age_at_admission", min_value=0, max_value=120),
@@ -102,9 +105,11 @@ def build(settings: Settings) -> list[Frame]:
              f"the first ICU stay starts within {settings.window_hours:g} h of the admission window"),
     ]
 
+    icu_cols = {c: c for c in ["stay_id", "los_days", "intime", "outtime", "first_careunit"]}
     icu_sql = f"""
-        select stay_id as row_key, los_days, intime, outtime, first_careunit
-        from {ICU} order by hash(stay_id, {settings.seed}) limit {settings.sample_rows}
+        select stay_id as row_key, * exclude (stay_id)
+        from ({seeded_sample(ICU, "stay_id", icu_cols, settings.sample_rows, settings.seed)})
+        order by row_key
     """
     icu = [
         critical(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="outtime", column_B="intime", or_equal=True,

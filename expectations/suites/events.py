@@ -14,7 +14,8 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from expectations.config import Settings, load_ranges
-from expectations.core import Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, warn, where
+from expectations.core import (Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, seeded_sample,
+                               warn, where)
 
 TABLE = "marts.fct_events"
 
@@ -54,8 +55,9 @@ EVENT_TYPES = [
 # Ceilings on the share of events of a type without a numeric value (demo: lab 12%, chart 57%).
 VALUE_NULL_CEILINGS = {"lab": 0.35, "chart": 0.8, "input": 0.01, "output": 0.01, "procedure_icu": 0.01}
 WINDOW_STATUSES = ["in_admission", "near_admission", "outside_admission", "no_admission"]
-# Rows per hash partition for the exact duplicate count: bounds the memory of count(distinct event_id).
-DEDUP_ROWS_PER_PARTITION = 50_000_000
+# Rows per hash partition for the exact duplicate count: count(distinct event_id) holds every id of a
+# partition in a hash table (measured: 16M ids = 1.75 GB peak in one pass, 0.74 GB per pass in 4 partitions).
+DEDUP_ROWS_PER_PARTITION = 10_000_000
 
 
 def _by_source_sql() -> str:
@@ -116,14 +118,10 @@ def _item_sample_sql(settings: Settings, items: dict) -> str:
 
 
 def _sample_sql(settings: Settings) -> str:
+    cols = ["event_id", "hadm_id", "event_time", "hadm_id_origin", "source_table", "event_type", "window_status"]
     return f"""
-        with s as (
-            select event_id, hadm_id, event_time, hadm_id_origin, source_table, event_type, window_status
-            from {TABLE}
-            where hadm_id is not null
-            order by hash(event_id, {settings.seed})
-            limit {settings.sample_rows}
-        )
+        with s as ({seeded_sample(TABLE, "event_id", {c: c for c in cols}, settings.sample_rows, settings.seed,
+                                  "hadm_id is not null")})
         select s.event_id as row_key, s.hadm_id_origin, s.source_table, s.event_type, s.window_status,
                greatest(date_diff('second', s.event_time, a.admittime),
                         date_diff('second', a.dischtime, s.event_time), 0) / 3600.0 as hours_outside_window,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from expectations.config import Settings
-from expectations.core import Frame, SuiteSpec, critical, metric_between, schema_frame, warn
+from expectations.core import Frame, SuiteSpec, critical, metric_between, schema_frame, seeded_sample, warn
 
 TABLE = "synthesis.instructions"
 CONTRACT = {TABLE: {
@@ -38,13 +38,16 @@ def build(settings: Settings) -> list[Frame]:
         metric_between("n_duplicate_instruction_id", "unique_instruction_id", "critical",
                        "instruction_id is the grain (re-runs replace, never duplicate)", max_value=0),
     ]
+    cols = {c: c for c in ["instruction_id", "subject_id", "dataset", "task", "task_version", "split", "answer_type"]}
+    cols.update({
+        "instruction_chars": "length(trim(coalesce(instruction, '')))",
+        "answer_chars": "length(trim(coalesce(answer, '')))",
+        "prompt_chars": "length(trim(coalesce(context, ''))) + length(trim(coalesce(instruction, '')))",
+        "lineage_ok": "coalesce(lineage is not null and json_valid(lineage) and json_type(lineage) = 'OBJECT', false)",
+    })
     sample_sql = f"""
-        with s as (select * from {TABLE} order by hash(instruction_id, {settings.seed}) limit {settings.sample_rows})
-        select s.instruction_id as row_key, s.dataset, s.task, s.task_version, s.split, s.answer_type,
-               length(trim(coalesce(s.instruction, ''))) as instruction_chars,
-               length(trim(coalesce(s.answer, ''))) as answer_chars,
-               length(trim(coalesce(s.context, ''))) + length(trim(coalesce(s.instruction, ''))) as prompt_chars,
-               s.lineage is not null and json_valid(s.lineage) and json_type(s.lineage) = 'OBJECT' as lineage_ok,
+        with s as ({seeded_sample(TABLE, "instruction_id", cols, settings.sample_rows, settings.seed)})
+        select s.instruction_id as row_key, s.* exclude (instruction_id, subject_id),
                coalesce(d.split, 'no patient split') as patient_split
         from s left join marts.dim_splits d on d.subject_id = s.subject_id
         order by row_key

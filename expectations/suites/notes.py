@@ -11,7 +11,8 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from expectations.config import Settings
-from expectations.core import Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, warn, where
+from expectations.core import (Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, seeded_sample,
+                               warn, where)
 
 NOTES, SECTIONS = "marts.fct_notes", "marts.fct_note_sections"
 CONTRACT = {
@@ -81,15 +82,11 @@ def build(settings: Settings) -> list[Frame]:
                  "discharge_notes_le_admissions",
                  "at most one discharge note per admission on average (more means duplicated notes)"),
     ]
+    note_cols = {c: c for c in ["note_id", "note_type", "hadm_id", "charttime", "n_sections"]}
+    note_cols["text_chars"] = "length(trim(coalesce(text, '')))"
+    note_cols["clean_text_chars"] = "length(trim(coalesce(clean_text, '')))"
     sample_sql = f"""
-        with s as (
-            select note_id, note_type, hadm_id, charttime, n_sections,
-                   length(trim(coalesce(text, ''))) as text_chars,
-                   length(trim(coalesce(clean_text, ''))) as clean_text_chars
-            from {NOTES}
-            order by hash(note_id, {settings.seed})
-            limit {settings.sample_rows}
-        )
+        with s as ({seeded_sample(NOTES, "note_id", note_cols, settings.sample_rows, settings.seed)})
         select s.note_id as row_key, s.* exclude (note_id, charttime, hadm_id),
                case when a.hadm_id is not null then
                    greatest(date_diff('second', s.charttime, a.admittime),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from expectations.config import Settings
-from expectations.core import Frame, SuiteSpec, critical, metric_between, schema_frame, warn
+from expectations.core import Frame, SuiteSpec, critical, metric_between, schema_frame, seeded_sample, warn
 
 TABLE = "marts.fct_outcomes"
 CONTRACT = {TABLE: {"outcome_id": "VARCHAR", "task": "VARCHAR", "subject_id": "BIGINT", "hadm_id": "BIGINT",
@@ -66,7 +66,8 @@ def build(settings: Settings) -> list[Frame]:
                        "every instance belongs to an admission of dim_admissions", max_value=0),
     ]
     sample_sql = f"""
-        with s as (select * from {TABLE} order by hash(outcome_id, {settings.seed}) limit {settings.sample_rows})
+        with s as ({seeded_sample(TABLE, "outcome_id", {c: c for c in CONTRACT[TABLE]}, settings.sample_rows,
+                                  settings.seed)})
         select s.outcome_id as row_key, s.task, s.prediction_time, s.outcome_time, s.label_int,
                date_diff('second', a.dischtime, s.prediction_time) / 3600.0 as hours_prediction_after_discharge
         from s left join marts.dim_admissions a using (hadm_id)
