@@ -10,8 +10,8 @@ For each N, a copy of the warehouse gets a marts.fct_events holding N re-keyed c
   baseline  the usual GX pandas route: load the mart (only the 4 columns the checks need, which flatters it)
             into pandas and validate the same 26 physiological ranges + unique event_id on the whole frame
 Prints wall seconds, peak RSS and the ratio baseline/ours. Without --memory-limit DuckDB keeps scanned
-blocks cached up to its default limit (80% of RAM), which shows up in our peak RSS. The source-count checks fail at N > 1 (the
-staging views are not scaled); the benchmark measures cost, not verdicts.
+blocks cached up to its default limit (80% of RAM), which shows up in our peak RSS. The source-count checks
+fail at N > 1 (the staging views are not scaled); the benchmark measures cost, not verdicts.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scales", default="1,5,20")
     p.add_argument("--baseline-max-scale", type=int, default=5, help="skip the pandas route above this N (memory)")
-    p.add_argument("--warehouse", default=os.environ.get("EHRFORGE_DUCKDB", str(ROOT / "warehouse" / "ehrforge.duckdb")))
+    p.add_argument("--warehouse",
+                   default=os.environ.get("EHRFORGE_DUCKDB", str(ROOT / "warehouse" / "ehrforge.duckdb")))
     p.add_argument("--memory-limit", default="", help="DuckDB memory_limit for our route, e.g. 1GB")
     p.add_argument("--child", nargs=3, metavar=("ROUTE", "PATH", "MEMORY_LIMIT"), help=argparse.SUPPRESS)
     p.add_argument("--scale-child", nargs=2, metavar=("PATH", "N"), help=argparse.SUPPRESS)

@@ -17,7 +17,6 @@ Free text never reaches GX (or Data Docs, or the results table): frames carry te
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable
 
 import duckdb
@@ -148,8 +147,3 @@ def null_rates(columns: list[str]) -> str:
     """SQL select-list items `null_rate__<col>` for an aggregate over one table."""
     return ",\n".join(f"1.0 * count(*) filter (where {c} is null) / greatest(count(*), 1) as null_rate__{c}"
                       for c in columns)
-
-
-def binomial_tolerance(p: float, n: int, z: float = 4.0, floor: float = 0.01) -> float:
-    """How far a hashed split fraction may sit from its target: z standard errors of a binomial, plus a floor."""
-    return floor + z * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))

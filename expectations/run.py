@@ -28,7 +28,7 @@ import duckdb
 import pandas as pd
 
 from ehrforge import warehouse
-from ehrforge.errors import ConfigError, EhrforgeError, WarehouseError
+from ehrforge.errors import ConfigError, EhrforgeError
 from expectations.config import Settings, default_docs_dir, ranges_sha256
 from expectations.core import Frame, SuiteSpec
 from expectations.suites import SUITES
@@ -156,6 +156,12 @@ def _gx_context(docs_dir: Path | None):
         logging.getLogger(name).setLevel(logging.WARNING)  # GX sets INFO on the latter itself
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    # The ephemeral context's default site points at a fresh temp folder: drop it (and the folder).
+    for name, site in dict(ctx.get_config().data_docs_sites or {}).items():
+        base = ((site or {}).get("store_backend") or {}).get("base_directory")
+        ctx.delete_data_docs_site(name)
+        if base and Path(base).is_dir() and not any(Path(base).iterdir()):
+            Path(base).rmdir()
     if docs_dir is not None:
         ctx.add_data_docs_site(site_name=DOCS_SITE, site_config={
             "class_name": "SiteBuilder",

@@ -155,7 +155,8 @@ def build(settings: Settings) -> list[Frame]:
     by_type = [
         critical(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES),
                  "accepted_event_types", "event types are a closed set that synthesis templates rely on"),
-        critical(gxe.ExpectColumnDistinctValuesToContainSet(column="event_type", value_set=["lab", "chart", "diagnosis"]),
+        critical(gxe.ExpectColumnDistinctValuesToContainSet(column="event_type",
+                                                            value_set=["lab", "chart", "diagnosis"]),
                  "core_event_types_present", "labs, charted vitals and diagnoses are the core of every task"),
     ] + [
         metric_between("null_rate_value_num", f"value_num_null_rate.{et}", "warn",

@@ -50,7 +50,8 @@ def build(settings: Settings) -> list[Frame]:
                (select count(*) from staging.stg_mimic_note__discharge)
              + (select count(*) from staging.stg_mimic_note__radiology) as n_notes_source,
                n.n_notes / greatest((select count(*) from staging.stg_mimic_note__discharge)
-                                  + (select count(*) from staging.stg_mimic_note__radiology), 1) as notes_per_source_row,
+                                  + (select count(*) from staging.stg_mimic_note__radiology), 1)
+                   as notes_per_source_row,
                (select count(*) from marts.dim_admissions) as n_admissions
         from n, s
     """

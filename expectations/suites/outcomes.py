@@ -12,7 +12,7 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from expectations.config import Settings
-from expectations.core import Frame, SuiteSpec, critical, metric_between, schema_frame, seeded_sample, warn
+from expectations.core import Frame, SuiteSpec, critical, metric_between, schema_frame, seeded_sample
 
 TABLE = "marts.fct_outcomes"
 CONTRACT = {TABLE: {"outcome_id": "VARCHAR", "task": "VARCHAR", "subject_id": "BIGINT", "hadm_id": "BIGINT",
