@@ -105,9 +105,10 @@ class SuiteSpec:
 
 # --- schema ------------------------------------------------------------------------------------------------
 
-def schema_frame(suite: str, contract: dict[str, dict[str, str]]) -> Frame:
+def schema_frame(suite: str, contract: dict[str, dict[str, str]],
+                 advisory: dict[str, dict[str, str]] | None = None) -> Frame:
     """Columns and types of the suite's tables; fails, naming them, when a contracted column is gone or
-    changed type (downstream jobs select these columns by name)."""
+    changed type (downstream jobs select these columns by name). `advisory` columns only warn."""
     tables = ", ".join(f"'{t}'" for t in contract)
     sql = f"""
         select table_schema || '.' || table_name as relation,
@@ -126,6 +127,12 @@ def schema_frame(suite: str, contract: dict[str, dict[str, str]]) -> Frame:
             f"schema.{table}",
             f"{table} must keep the columns (name and type) that downstream jobs read",
         ))
+    for table, cols in (advisory or {}).items():
+        exps.append(warn(
+            gxe.ExpectColumnDistinctValuesToContainSet(column="column_typed",
+                                                       value_set=sorted(f"{c} {t}" for c, t in cols.items()),
+                                                       **where("relation", table)),
+            f"schema_advisory.{table}", f"{table} should also have these columns with these types"))
     return Frame(suite, "schema", ", ".join(contract), "schema", "contracted columns and types", sql, exps)
 
 

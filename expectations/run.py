@@ -77,7 +77,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _expected(kwargs: dict) -> str:
+def _expected(etype: str, kwargs: dict) -> str:
     parts = []
     if "min_value" in kwargs or "max_value" in kwargs:
         lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
@@ -89,7 +89,8 @@ def _expected(kwargs: dict) -> str:
             parts.append(f"<= {_fmt(hi)}")
     if "value_set" in kwargs:
         vs = kwargs["value_set"]
-        parts.append(f"in {sorted(map(str, vs))[:12]}" + (" ..." if len(vs) > 12 else ""))
+        verb = "containing" if etype.endswith("to_contain_set") else "in"
+        parts.append(f"{verb} {sorted(map(str, vs))[:12]}" + (" ..." if len(vs) > 12 else ""))
     if "column_A" in kwargs:
         parts.append(f"{kwargs['column_A']} vs {kwargs['column_B']}")
     if kwargs.get("mostly") is not None and kwargs["mostly"] < 1:
@@ -143,7 +144,7 @@ def _message(frame: Frame, meta: dict, etype: str, kwargs: dict, success: bool |
     cond = f" where {_condition(kwargs)}" if _condition(kwargs) else ""
     verdict = "passed" if success else "FAILED"
     return (f"{verdict} [{meta.get('severity')}] {meta.get('name')}: {frame.source} {column}{cond}: {obs_text}; "
-            f"expected {_expected(kwargs)}. Why: {meta.get('why', '')}")
+            f"expected {_expected(etype, kwargs)}. Why: {meta.get('why', '')}")
 
 
 # --- GX ----------------------------------------------------------------------------------------------------

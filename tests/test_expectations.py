@@ -184,7 +184,7 @@ def _instructions(con) -> pd.DataFrame:
                case when o.label then 'yes' else 'no' end as answer, 'yes_no' as answer_type,
                json_object('source_marts', ['marts.fct_outcomes'], 'outcome_id', o.outcome_id)::varchar as lineage,
                'in_hospital_mortality' as template_id, md5(o.outcome_id) as prompt_hash, 'template' as generator_model,
-               42 as seed
+               42::bigint as seed
         from marts.fct_outcomes o join marts.dim_splits s using (subject_id)
         where o.task = 'in_hospital_mortality' order by o.outcome_id limit 40
     """).df()

@@ -22,6 +22,9 @@ CONTRACT = {TABLE: {
     "template_id": "VARCHAR", "run_id": "VARCHAR", "created_at": "TIMESTAMP", "code_version": "VARCHAR",
     "config_hash": "VARCHAR",
 }}
+# Provenance columns COMMON.md lists; a column written all-NULL from pandas gets DuckDB type "NULL", which
+# later non-null writes cannot use, so a wrong type here is worth a warning.
+ADVISORY = {TABLE: {"prompt_hash": "VARCHAR", "generator_model": "VARCHAR", "seed": "BIGINT"}}
 ANSWER_TYPES = ["text", "yes_no", "set", "number"]
 SPLITS = ["train", "val", "test"]
 
@@ -75,7 +78,7 @@ def build(settings: Settings) -> list[Frame]:
              "prompt_length", "prompts fit a long-context model (200k characters)"),
     ]
     return [
-        schema_frame("instructions", CONTRACT),
+        schema_frame("instructions", CONTRACT, ADVISORY),
         Frame("instructions", "profile", TABLE, "aggregate", "rows and keys (exact)", profile_sql, profile),
         Frame("instructions", "sample", TABLE, "sample", f"{settings.sample_rows} seeded examples (lengths only)",
               sample_sql, sample),
