@@ -90,7 +90,10 @@ def _profile(con, settings: Settings) -> pd.DataFrame:
         from {TABLE}
     """).df()
     n_rows = int(df.loc[0, "n_rows"])
-    parts = settings.dedup_partitions or max(1, -(-n_rows // DEDUP_ROWS_PER_PARTITION))
+    # With a memory limit DuckDB spills the distinct hash table to disk, so one pass is bounded and fastest
+    # (16M ids under 500MB: 8 s, 0.56 GB); without one, hash partitions keep each pass's table small.
+    auto = 1 if settings.memory_limit else max(1, -(-n_rows // DEDUP_ROWS_PER_PARTITION))
+    parts = settings.dedup_partitions or auto
     dups = 0
     for p in range(parts):
         cond = "" if parts == 1 else f"where hash(event_id) % {parts} = {p}"
