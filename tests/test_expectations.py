@@ -244,3 +244,27 @@ def test_unknown_suite_and_bad_ranges_are_clear_errors(tmp_path, warehouse_copy)
     bad.write_text("items:\n  '50931': {label: Glucose, unit: mg/dL, min: 10, max: 1}\n")
     with pytest.raises(ConfigError, match="50931"):
         load_ranges(bad)
+
+
+def test_messages_name_column_condition_observed_and_expectation():
+    from expectations.core import Frame
+    from expectations.run import _message, _observed
+
+    frame = Frame("events", "item_sample", "marts.fct_events", "sample", "", "select 1 as row_key", [])
+    kwargs = {"column": "value_num", "min_value": 0.0, "max_value": 2000.0, "mostly": 0.99,
+              "row_condition": {"column": {"name": "itemid"}, "operator": "==", "parameter": "50931",
+                                "type": "comparison"}}
+    result = {"element_count": 4, "unexpected_count": 3, "unexpected_percent": 75.0,
+              "partial_unexpected_index_list": [{"value_num": 121000.0, "row_key": "e1"}]}
+    observed, text = _observed("expect_column_values_to_be_between", kwargs, result)
+    assert observed["unexpected_count"] == 3 and observed["examples"] == ["value_num=121000 (row_key e1)"]
+    msg = _message(frame, {"name": "item_range.50931", "severity": "critical", "why": "glucose range"},
+                   "expect_column_values_to_be_between", kwargs, False, text)
+    assert msg.startswith("FAILED [critical] item_range.50931: marts.fct_events value_num where itemid == \"50931\"")
+    assert "3 of 4 rows unexpected (75%)" in msg and "between 0 and 2000 for at least 99.0% of rows" in msg
+
+    observed, text = _observed("expect_column_distinct_values_to_contain_set", {"value_set": ["a", "b"]},
+                               {"observed_value": None, "missing_count": 1, "partial_missing_list": ["b"]})
+    assert observed == {"missing": ["b"]} and text == "missing ['b']"
+    observed, text = _observed("expect_column_max_to_be_between", {}, {"observed_value": 0.25})
+    assert observed == 0.25 and text == "observed 0.25"
