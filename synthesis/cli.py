@@ -69,8 +69,8 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
     con = con or warehouse.connect()
     started = time.monotonic()
     try:
-        needed = sorted({m for n in cfg.tasks for m in TASKS[n].source_marts} | {"marts.dim_splits",
-                                                                                   "marts.dim_admissions"})
+        needed = sorted({m for n in cfg.tasks for m in TASKS[n].source_marts if m.startswith("marts.")}
+                        | {"marts.dim_splits", "marts.dim_admissions"})
         warehouse.require_tables(con, needed)
         run = warehouse.start_run(con, job="synthesis", config=cfg)
         try:
