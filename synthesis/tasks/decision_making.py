@@ -24,7 +24,7 @@ NOUNS = {"lab": "lab tests", "medication": "medications (new prescriptions)", "d
 
 
 class DecisionConfig(TaskConfig):
-    quota: int = 150
+    quota: int = Field(150, ge=0)
     targets: list[Literal["lab", "medication", "diagnosis"]] = ["lab", "medication", "diagnosis"]
     history_hours: int = Field(24, ge=1)
     horizon_hours: int = Field(24, ge=1)

@@ -22,7 +22,7 @@ from synthesis.registry import Task, TaskConfig, instruction_id, register_task, 
 
 
 class NoteGenConfig(TaskConfig):
-    quota: int = 60
+    quota: int = Field(60, ge=0)
     max_diagnoses: int = Field(15, ge=1)
     max_note_chars: int = Field(8000, ge=200)
     notes_describe_admission: bool = True

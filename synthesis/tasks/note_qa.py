@@ -40,7 +40,7 @@ def load_seeds() -> dict:
 
 
 class NoteQAConfig(TaskConfig):
-    quota: int = 24  # LLM requests (rows are the accepted ones)
+    quota: int = Field(24, ge=0)  # LLM requests (rows are the accepted ones)
     task_types: list[str] = list(ASCLEPIUS_TASKS)
     sections: list[str] | None = Field(None, description="note sections used as context; null = the whole note")
     note_max_chars: int = Field(4000, ge=200)
@@ -62,7 +62,7 @@ class NoteQAConfig(TaskConfig):
 
 
 class ReasoningQAConfig(NoteQAConfig):
-    quota: int = 12
+    quota: int = Field(12, ge=0)
     task_types: list[str] = ["reasoning_qa"]
     sections: list[str] | None = ["brief_hospital_course"]
 

@@ -25,7 +25,7 @@ _PROTECTED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}|\d+(?:\.\d+)?")
 
 
 class ParaphraseConfig(TaskConfig):
-    quota: int = 16
+    quota: int = Field(16, ge=0)
     source_tasks: list[str] = ["template_qa", "risk_prediction"]
     max_new_tokens: int = Field(96, ge=8)
 

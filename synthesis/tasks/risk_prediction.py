@@ -30,7 +30,7 @@ QUESTIONS = {
 
 
 class RiskConfig(TaskConfig):
-    quota: int = 200
+    quota: int = Field(200, ge=0)
     outcomes: list[Literal["in_hospital_mortality", "readmission_30d", "los_gt_3d", "los_gt_7d",
                            "icu_mortality"]] = list(QUESTIONS)
     sampling: Literal["balanced", "inverse_frequency", "natural"] = "balanced"

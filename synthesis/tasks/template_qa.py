@@ -28,7 +28,7 @@ WINDOW_TEMPLATES = ("first_value", "last_value", "count", "min", "max", "mean", 
 
 
 class TemplateQAConfig(TaskConfig):
-    quota: int = 400
+    quota: int = Field(400, ge=0)
     templates: list[str] = list(TEMPLATES)
     context_hours: list[int | None] = Field(
         [24, 48, None], description="one context per admission and entry: the first N hours, or null = whole stay")
