@@ -150,13 +150,17 @@ def print_summary(result: dict) -> None:
     t.add_column("notes")
     for task in sorted(set(result["stats"]) - set(counts.index)):  # LLM tasks whose outputs were all rejected
         counts.loc[task] = 0
-    counts = counts.loc[[i for i in counts.index if i != "total"] + ["total"]]
+    counts = counts.loc[sorted(i for i in counts.index if i != "total") + ["total"]]
     for task, row in counts.iterrows():
         st = result["stats"].get(task, {})
-        note = ", ".join(f"{k}={v}" for k, v in st.items() if k != "rejections")
-        rej = st.get("rejections")
-        if rej:
-            note += (", " if note else "") + "rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(rej.items()))
+        note = ""
+        if "llm_requests" in st:
+            note = f"{st['llm_requests']} prompts: {st['llm_calls']} calls, {st['llm_cached']} cached"
+            if "accepted" in st:
+                note += f"; {st['accepted']} accepted"
+            rej = st.get("rejections")
+            if rej:
+                note += "; rejected " + ", ".join(f"{k}={v}" for k, v in sorted(rej.items()))
         t.add_row(str(task), *[str(v) for v in row.tolist()], note)
     Console().print(t)
     if result.get("export"):

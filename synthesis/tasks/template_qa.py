@@ -66,25 +66,40 @@ def _label(t: str, label: str) -> str:
                config=TemplateQAConfig)
 class TemplateQA(Task):
     def build(self, ctx, cfg: TemplateQAConfig) -> list[dict]:
+        """Contexts are visited in a seeded random order and only until every template has its share of the quota
+        (oversampled x2 so the final pick still has a choice): the cost follows the quota, not the warehouse size."""
         from tqdm.auto import tqdm
 
+        contexts = []
+        for adm in ctx.admissions.to_dict("records"):
+            for hours in cfg.context_hours:
+                ctx_id = f"{adm['hadm_id']}:{hours if hours is not None else 'full'}"
+                contexts.append((stable_hash(ctx.seed, "context", ctx_id), ctx_id, adm, hours))
+        contexts.sort(key=lambda c: c[0])
+        want = set(cfg.templates)
+        target = 2 * -(-cfg.quota // max(1, len(want)))
+        per_template: dict[str, int] = {}
         rows: list[dict] = []
-        adms = ctx.admissions.to_dict("records")
-        for adm in tqdm(adms, desc="template_qa", disable=not ctx.cfg.progress, unit="adm"):
+        bar = tqdm(total=cfg.quota, desc="template_qa", disable=not ctx.cfg.progress, unit="row")
+        for _, ctx_id, adm, hours in contexts:
+            if all(per_template.get(t, 0) >= target for t in want):
+                break
             # windows are whole minutes (what the context shows and the lineage records)
             admit = pd.Timestamp(adm["admittime"]).floor("min")
-            disch = pd.Timestamp(adm["dischtime"])
-            full_end = disch.floor("min") + pd.Timedelta(minutes=1)
-            for hours in cfg.context_hours:
-                end = full_end if hours is None else min(admit + pd.Timedelta(hours=hours), full_end)
-                if hours is not None and end == full_end and None in cfg.context_hours:
-                    continue  # the stay is shorter than N hours: the whole-stay context already covers it
-                rendered = ctx.render(adm["hadm_id"], admit, end)
-                if rendered.n_events_shown == 0:
-                    continue
-                ctx_id = f"{adm['hadm_id']}:{hours if hours is not None else 'full'}"
-                for cand in self._candidates(ctx, cfg, adm, rendered, ctx_id, is_full=hours is None):
+            full_end = pd.Timestamp(adm["dischtime"]).floor("min") + pd.Timedelta(minutes=1)
+            end = full_end if hours is None else min(admit + pd.Timedelta(hours=hours), full_end)
+            if hours is not None and end == full_end and None in cfg.context_hours:
+                continue  # the stay is shorter than N hours: the whole-stay context already covers it
+            rendered = ctx.render(adm["hadm_id"], admit, end)
+            if rendered.n_events_shown == 0:
+                continue
+            for cand in self._candidates(ctx, cfg, adm, rendered, ctx_id, is_full=hours is None):
+                if per_template.get(cand["template_id"], 0) < target:
+                    per_template[cand["template_id"]] = per_template.get(cand["template_id"], 0) + 1
                     rows.append(cand)
+            bar.n = min(cfg.quota, sum(min(v, target // 2) for v in per_template.values()))
+            bar.refresh()
+        bar.close()
         return take_quota(rows, cfg.quota, ctx.seed, group_key="template_id")
 
     # ------------------------------------------------------------------------------------------- candidates
