@@ -103,5 +103,9 @@ bench-warehouse: $(STAMP) ## dbt build vs one-scan floor at N=1 and N=20 (wall, 
 bench-synthesis: $(STAMP) ## synthesis rows/s on the demo and the 20x demo; LLM calls/s and cached re-run
 	$(PY) bench/bench_synthesis.py $(ARGS)
 
+.PHONY: bench-llm
+bench-llm: $(STAMP) ## LLM client: transformers backend vs naive loop, openai backend at concurrency 1/4/16, cached re-run (ARGS="--gpu" on a GPU)
+	$(PY) bench/bench_llm.py $(ARGS)
+
 clean: ## remove the warehouse, runs, reports and dbt target (keeps .venv and data/)
 	rm -rf warehouse runs reports dbt_project/target dbt_project/logs
