@@ -57,11 +57,11 @@ class BuildContext:
 
     def render(self, hadm_id: int, start, end, event_types: list[str] | None = None,
                exclude_types: tuple[str, ...] = ()) -> Rendered:
-        ev = self.event_records(hadm_id)
+        ev = self.events(hadm_id)  # a DataFrame: render converts only the rows that fit the budget
         if event_types is not None:
-            ev = [r for r in ev if r["event_type"] in event_types]
+            ev = ev[ev["event_type"].isin(event_types)]
         if exclude_types:
-            ev = [r for r in ev if r["event_type"] not in exclude_types]
+            ev = ev[~ev["event_type"].isin(list(exclude_types))]
         r = self.cfg.render
         return render_events(self.admission(hadm_id), ev, start, end, fmt=r.format, max_tokens=r.max_tokens,
                              count_tokens=self.count_tokens)

@@ -158,3 +158,15 @@ def test_cli_prints_error_without_traceback(capsys):
     assert main(["--config", "does/not/exist.yaml"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("budget", [200, 800, 6000, 40000])
+def test_lazy_dataframe_rendering_equals_full_conversion(admission_events, budget):
+    from synthesis.render import prepare_events
+
+    adm, ev = admission_events
+    start, end = pd.Timestamp(adm["admittime"]).floor("min"), pd.Timestamp(adm["dischtime"])
+    lazy = render_events(adm, ev, start, end, max_tokens=budget)       # converts newest rows in growing chunks
+    full = render_events(adm, prepare_events(ev), start, end, max_tokens=budget)
+    assert lazy.text == full.text and lazy.event_ids == full.event_ids
+    assert lazy.visible_after == full.visible_after and lazy.n_events == full.n_events == len(ev)
