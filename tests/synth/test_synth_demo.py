@@ -73,7 +73,8 @@ def test_no_patient_crosses_splits(synth_con):
         using (hadm_id) where a.subject_id <> i.subject_id""").fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("task", ["template_qa", "risk_prediction", "decision_making", "question_paraphrase"])
+@pytest.mark.parametrize("task", ["template_qa", "risk_prediction", "decision_making", "note_generation",
+                                  "question_paraphrase"])
 def test_every_answer_recomputes_from_its_lineage(synth_con, task):
     rows = rows_of(synth_con, task)
     if task != "question_paraphrase":
