@@ -170,3 +170,21 @@ def test_lazy_dataframe_rendering_equals_full_conversion(admission_events, budge
     full = render_events(adm, prepare_events(ev), start, end, max_tokens=budget)
     assert lazy.text == full.text and lazy.event_ids == full.event_ids
     assert lazy.visible_after == full.visible_after and lazy.n_events == full.n_events == len(ev)
+
+
+def test_sampling_modes_are_deterministic_and_do_what_they_say():
+    from synthesis.registry import take_quota
+    from synthesis.tasks.risk_prediction import _sample
+
+    rows = [{"instruction_id": f"r{i}", "answer": "yes" if i % 10 == 0 else "no", "template_id": f"t{i % 3}"}
+            for i in range(1000)]  # 10 % positives
+    bal = _sample(rows, 100, "balanced", seed=0)
+    assert [r["answer"] for r in bal].count("yes") == 50 == [r["answer"] for r in bal].count("no")
+    inv = _sample(rows, 100, "inverse_frequency", seed=0)
+    nat = _sample(rows, 100, "natural", seed=0)
+    n_pos = lambda rs: sum(r["answer"] == "yes" for r in rs)  # noqa: E731
+    assert len(inv) == len(nat) == 100 and n_pos(inv) > 2 * n_pos(nat)  # minority up-weighted
+    assert _sample(list(reversed(rows)), 100, "inverse_frequency", seed=0) == inv  # order-independent
+    assert _sample(rows, 100, "inverse_frequency", seed=1) != inv                  # seed matters
+    rr = take_quota(rows, 30, seed=0, group_key="template_id")
+    assert sorted(r["template_id"] for r in rr).count("t0") == 10                # round-robin over templates
