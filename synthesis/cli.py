@@ -13,7 +13,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -49,11 +48,13 @@ def validate_rows(rows: pd.DataFrame) -> None:
     """Refuse to write rows that break the table's contract (nothing is written then)."""
     problems = []
     if rows["instruction_id"].duplicated().any():
-        problems.append(f"duplicate instruction_id: {rows.loc[rows['instruction_id'].duplicated(), 'instruction_id'].head(3).tolist()}")
+        dups = rows.loc[rows["instruction_id"].duplicated(), "instruction_id"].head(3).tolist()
+        problems.append(f"duplicate instruction_id: {dups}")
     for col in ("split", "instruction", "answer", "answer_type", "lineage", "task", "task_version"):
         bad = rows[col].isna() | (rows[col].astype(str).str.strip() == "")
         if bad.any():
-            problems.append(f"{bad.sum()} row(s) with empty {col} (e.g. {rows.loc[bad, 'instruction_id'].head(2).tolist()})")
+            example = rows.loc[bad, "instruction_id"].head(2).tolist()
+            problems.append(f"{bad.sum()} row(s) with empty {col} (e.g. {example})")
     bad_types = sorted(set(rows["answer_type"]) - set(ANSWER_TYPES))
     if bad_types:
         problems.append(f"unknown answer_type {bad_types}")
