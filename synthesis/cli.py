@@ -67,7 +67,7 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
     Returns a summary: run_id, counts (DataFrame task x split), per-task stats, wall time, export paths."""
     load_all_tasks()
     own = con is None
-    con = con or warehouse.connect()
+    con = con or warehouse.connect(must_exist=True)
     started = time.monotonic()
     try:
         needed = sorted({m for n in cfg.tasks for m in TASKS[n].source_marts if m.startswith("marts.")}

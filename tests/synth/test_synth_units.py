@@ -188,3 +188,16 @@ def test_sampling_modes_are_deterministic_and_do_what_they_say():
     assert _sample(rows, 100, "inverse_frequency", seed=1) != inv                  # seed matters
     rr = take_quota(rows, 30, seed=0, group_key="template_id")
     assert sorted(r["template_id"] for r in rr).count("t0") == 10                # round-robin over templates
+
+
+def test_bad_rows_and_missing_warehouse_fail_clearly(tmp_path, monkeypatch, capsys):
+    from ehrforge.errors import InputDataError
+    from synthesis.cli import main, validate_rows
+
+    rows = pd.DataFrame([{"instruction_id": "a", "split": "train", "instruction": "Q?", "answer": "", "answer_type": "text",
+                          "lineage": "{}", "task": "t", "task_version": "1"}] * 2)
+    with pytest.raises(InputDataError, match="duplicate instruction_id.*empty answer"):
+        validate_rows(rows)
+    monkeypatch.setenv("EHRFORGE_DUCKDB", str(tmp_path / "absent.duckdb"))
+    assert main(["--config", "synthesis/configs/demo.yaml", "--quiet"]) == 2
+    assert "make build" in capsys.readouterr().err and not (tmp_path / "absent.duckdb").exists()
