@@ -266,7 +266,7 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     """Train one stage; returns (and on rank 0 writes) its summary. Saves `<run_dir>/<stage>/final` (adapter or
     model + tokenizer) and, for LoRA when merging is asked for or a later stage builds on it, `merged/`."""
     import torch
-    from transformers import AutoTokenizer, EarlyStoppingCallback
+    from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
 
     from training.recipes import load_for_training
 
@@ -280,6 +280,8 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=cfg.model.trust_remote_code)
     data = build_datasets(cfg, stage, tokenizer, prepared)
     dtype = _dtype(cfg)
+    # Seed before the adapter is initialised: the same config gives the same start, in any process.
+    set_seed(cfg.train.seed)
     model = load_for_training(cfg.method, base_path, cfg, dtype)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
