@@ -1,7 +1,8 @@
 """Training throughput and a learning check.
 
     # GPU: our trainer (packing + chunked loss) vs plain HF Trainer + peft with per-batch padding, same process
-    python bench/bench_train.py speed --size 1b --lengths bench/out/lengths.json --steps 40 --warmup 8
+    python bench/bench_train.py speed --size 1b --lengths bench/out/lengths.json --steps 40 --warmup 8 \
+        --variants hf_padded,ours:2048x8,ours:4096x4,ours_nochunk:2048x8,ours_compile:2048x8
     python bench/bench_train.py speed --size 8b --lengths bench/out/lengths.json
     # the length distribution of an instruction set (needs the warehouse; writes the file the GPU run reads)
     python bench/bench_train.py lengths --out bench/out/lengths.json [--dataset demo] [--tokenizer PATH]
@@ -37,6 +38,9 @@ SHAPES = {
                num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    # CPU-sized, but with the 128k vocabulary, where the loss path dominates.
+    "small128k": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, vocab_size=128256, tie_word_embeddings=True),
     "tiny": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=4, vocab_size=2048, tie_word_embeddings=True),
 }
@@ -94,7 +98,16 @@ def build_model(size: str, attn: str, dtype):
     return model
 
 
-def run_variant(name: str, size: str, examples: list[dict], args) -> dict:
+def parse_variant(spec: str, args) -> tuple[str, int, int]:
+    """`ours:4096x4` -> ("ours", 4096-token rows, 4 rows per step); plain `ours` uses --pack-tokens/--packs."""
+    name, _, shape = spec.partition(":")
+    if shape:
+        rows, _, n = shape.partition("x")
+        return name, int(rows), int(n or 1)
+    return name, args.pack_tokens, args.packs_per_batch
+
+
+def run_variant(spec: str, size: str, examples: list[dict], args) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
@@ -104,6 +117,7 @@ def run_variant(name: str, size: str, examples: list[dict], args) -> dict:
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
+    name, pack_tokens, packs = parse_variant(spec, args)
     ours = name.startswith("ours")
     model = build_model(size, "sdpa", dtype)
     n_params = sum(p.numel() for p in model.parameters())
@@ -115,16 +129,15 @@ def run_variant(name: str, size: str, examples: list[dict], args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     gc = args.gradient_checkpointing
     targs = TrainingArguments(
-        output_dir=str(Path(args.out_dir) / name), max_steps=args.steps, learning_rate=1e-4, warmup_steps=0,
-        per_device_train_batch_size=1 if ours else args.batch_size, bf16=cuda, logging_steps=10**9,
+        output_dir=str(Path(args.out_dir) / spec.replace(":", "_")), max_steps=args.steps, learning_rate=1e-4, warmup_steps=0,
+        per_device_train_batch_size=packs if ours else args.batch_size, bf16=cuda, logging_steps=10**9,
         save_strategy="no", eval_strategy="no", report_to=[], remove_unused_columns=False, seed=0,
         gradient_checkpointing=gc, gradient_checkpointing_kwargs={"use_reentrant": False} if gc else None,
-        torch_compile=ours and args.compile, use_cpu=not cuda, disable_tqdm=True,
+        torch_compile=name == "ours_compile", use_cpu=not cuda, disable_tqdm=True,
         train_sampling_strategy="random", dataloader_num_workers=0,
     )
     marks: dict = {}
     if ours:
-        pack_tokens = args.pack_tokens
         ds = PackedDataset(examples, pack_tokens, seed=0)
         collator = CountingCollator(PackedCollator(0))
         trainer = _make_trainer_class()(
@@ -142,10 +155,10 @@ def run_variant(name: str, size: str, examples: list[dict], args) -> dict:
     tps = sum(counts) / seconds
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     res = {
-        "variant": name, "size": size, "n_params": n_params, "steps_timed": len(counts),
+        "variant": spec, "size": size, "n_params": n_params, "steps_timed": len(counts),
         "real_tokens_per_s": tps, "mfu": 6 * n_params * tps / H100_BF16_FLOPS, "peak_memory_gib": peak,
         "real_tokens_per_step": sum(counts) / max(len(counts), 1), "seconds": seconds,
-        "batch": f"{args.pack_tokens}-token packed rows" if ours else f"{args.batch_size} examples, padded",
+        "batch": f"{packs} x {pack_tokens}-token packed rows" if ours else f"{args.batch_size} examples, padded",
     }
     log.info("%s", res)
     del trainer, model
@@ -159,15 +172,16 @@ def cmd_speed(args) -> list[dict]:
     lengths = [l for l in lengths if l[0] <= args.max_len]
     vocab = SHAPES[args.size]["vocab_size"]
     results = []
-    for name in args.variants.split(","):
-        n_needed = (args.steps + 2) * (args.batch_size if name == "hf_padded" else
-                                      max(1, args.pack_tokens // max(1, sum(l[0] for l in lengths) // len(lengths))))
-        examples = random_examples(lengths, vocab, int(n_needed * 1.3) + 16)
+    mean_len = max(1, sum(l[0] for l in lengths) // len(lengths))
+    for spec in args.variants.split(","):
+        name, pack_tokens, packs = parse_variant(spec, args)
+        per_step = args.batch_size if name == "hf_padded" else max(1, packs * pack_tokens // mean_len)
+        examples = random_examples(lengths, vocab, int((args.steps + 2) * per_step * 1.3) + 16)
         try:
-            results.append(run_variant(name, args.size, examples, args))
+            results.append(run_variant(spec, args.size, examples, args))
         except Exception as exc:  # an OOM in one variant must not hide the others' figures
-            log.exception("variant %s failed", name)
-            results.append({"variant": name, "size": args.size, "error": repr(exc)[:300]})
+            log.exception("variant %s failed", spec)
+            results.append({"variant": spec, "size": args.size, "error": repr(exc)[:300]})
     base = next((r for r in results if r["variant"] == "hf_padded" and "error" not in r), None)
     print(f"\n{args.size}: mean length {sum(l[0] for l in lengths) / len(lengths):.0f} tokens over "
           f"{len(lengths)} examples, LoRA r{args.lora_r} on {args.lora_targets}")
@@ -305,17 +319,18 @@ def main(argv: list[str] | None = None) -> None:
     sp = sub.add_parser("speed", help="real tokens/s, MFU, peak memory: ours vs HF Trainer + padding")
     sp.add_argument("--size", choices=sorted(SHAPES), default="1b")
     sp.add_argument("--lengths", default="bench/out/lengths.json")
-    sp.add_argument("--variants", default="hf_padded,ours")
+    sp.add_argument("--variants", default="hf_padded,ours:2048x8,ours:4096x4,ours_nochunk:2048x8",
+                    help="hf_padded | ours[:ROWSxN] | ours_nochunk[:..] | ours_compile[:..], comma-separated")
     sp.add_argument("--steps", type=int, default=40)
     sp.add_argument("--warmup", type=int, default=8)
     sp.add_argument("--batch-size", type=int, default=8, help="examples per padded batch (HF baseline)")
-    sp.add_argument("--pack-tokens", type=int, default=16384, help="tokens per packed row (ours)")
+    sp.add_argument("--pack-tokens", type=int, default=2048, help="tokens per packed row (ours)")
+    sp.add_argument("--packs-per-batch", type=int, default=8, help="packed rows per step (ours)")
     sp.add_argument("--max-len", type=int, default=4096)
     sp.add_argument("--lora-r", type=int, default=16)
     sp.add_argument("--lora-targets", default="all-linear")
     sp.add_argument("--loss-chunk-tokens", type=int, default=4096)
     sp.add_argument("--gradient-checkpointing", action="store_true")
-    sp.add_argument("--compile", action="store_true", help="torch.compile our model")
     sp.add_argument("--out-dir", default="bench/out")
     lp = sub.add_parser("lengths", help="export the length distribution of an instruction set")
     lp.add_argument("--out", default="bench/out/lengths.json")

@@ -208,8 +208,8 @@ def training_arguments(cfg: TrainConfig, stage: str, out_dir: Path, use_liger: b
     bf16 = dtype == torch.bfloat16
     return TrainingArguments(
         output_dir=str(out_dir),
-        per_device_train_batch_size=1 if cfg.speed.packing else t.per_device_batch_size,
-        per_device_eval_batch_size=1 if cfg.speed.packing else t.per_device_batch_size,
+        per_device_train_batch_size=cfg.speed.packs_per_batch if cfg.speed.packing else t.per_device_batch_size,
+        per_device_eval_batch_size=cfg.speed.packs_per_batch if cfg.speed.packing else t.per_device_batch_size,
         gradient_accumulation_steps=t.grad_accum,
         num_train_epochs=cfg.cpt.epochs if is_cpt else t.epochs,
         max_steps=cfg.cpt.max_steps if is_cpt else t.max_steps,

@@ -16,7 +16,7 @@ import pytest
 
 # Small rows keep the CPU tests fast: the synthetic conversations are ~90 tokens.
 FAST = [
-    "data.max_seq_len=512", "speed.pack_tokens=512", "train.logging_steps=1", "train.eval_steps=null",
+    "data.max_seq_len=512", "speed.pack_tokens=512", "speed.packs_per_batch=1", "train.logging_steps=1", "train.eval_steps=null",
     "train.save_steps=1000", "model.tiny.vocab_size=1024", "model.tiny.max_texts=600",
 ]
 
