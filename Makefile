@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo test test-slow test-gpu bench bench-warehouse bench-synthesis clean
+        demo test test-slow test-gpu bench bench-warehouse bench-synthesis bench-train clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ bench-synthesis: $(STAMP) ## synthesis rows/s on the demo and the 20x demo; LLM 
 .PHONY: bench-llm
 bench-llm: $(STAMP) ## LLM client: transformers backend vs naive loop, openai backend at concurrency 1/4/16, cached re-run (ARGS="--gpu" on a GPU)
 	$(PY) bench/bench_llm.py $(ARGS)
+
+bench-train: $(STAMP) ## training speed on a GPU (ours vs HF Trainer + padding): make bench-train ARGS="speed --size 1b"
+	$(PY) bench/bench_train.py $(or $(ARGS),speed --size 1b)
 
 clean: ## remove the warehouse, runs, reports and dbt target (keeps .venv and data/)
 	rm -rf warehouse runs reports dbt_project/target dbt_project/logs
