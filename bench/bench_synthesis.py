@@ -49,7 +49,8 @@ def run_deterministic(src: Path, n: int, tmp: Path) -> dict:
 
     db = tmp / f"w{n}.duckdb"
     shutil.copy(src, db)
-    overrides = ["progress=false", "export=false", "generator=null", f"dataset=bench_x{n}"]
+    # no generator (no LLM, no tiny-model tokenizer): the context budget is the chars/4 estimate
+    overrides = ["progress=false", "export=false", "generator=null", "render.tokenizer=null", f"dataset=bench_x{n}"]
     for task in ("note_qa", "note_reasoning_qa", "question_paraphrase"):
         overrides.append(f"tasks.{task}.enabled=false")
     for task, q in DET_TASKS.items():

@@ -148,3 +148,17 @@ def test_note_generation_report_written(synth_con):
     metrics = dict(synth_con.execute(
         "select metric, value from synthesis.note_generation_report where scope = 'fidelity'").fetchall())
     assert metrics["n_real"] > 0 and metrics["real_words_mean"] > 50
+
+
+def test_demo_rows_fit_the_demo_training_length(synthesized, synth_con):
+    """render.tokenizer: generator counts with the tiny model's tokenizer, so demo rows fit training's 1024 tokens."""
+    from transformers import AutoTokenizer
+
+    from training.data import to_messages
+
+    tok = AutoTokenizer.from_pretrained(str(synthesized[0].parent / "tiny-llama"))
+    lengths = []
+    for row in rows_of(synth_con):
+        ids = tok.apply_chat_template(to_messages(row), tokenize=True)
+        lengths.append(len(ids["input_ids"]) if hasattr(ids, "keys") else len(ids))
+    assert max(lengths) <= 1024, sorted(lengths)[-5:]

@@ -61,7 +61,7 @@ def test_llm_tasks_through_openai_compatible_server(synthesized, openai_server, 
         "tasks.note_generation.enabled=false", "tasks.template_qa.quota=12",
         "tasks.note_qa.quota=3", "tasks.note_reasoning_qa.quota=2", "tasks.question_paraphrase.quota=3",
         "tasks.note_qa.note_max_chars=600", "tasks.note_reasoning_qa.note_max_chars=600",
-        "generator.build_tiny_model=false", "generator.llm.backend=openai",
+        "generator.build_tiny_model=false", "generator.llm.backend=openai", "render.tokenizer=null",
         f"generator.llm.base_url={openai_server}/v1", "generator.llm.model=tiny", "generator.llm.concurrency=2"])
     con = duckdb.connect(str(path))
     try:

@@ -145,7 +145,10 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="unknown task"):
         load_synthesis_config("synthesis/configs/demo.yaml", ["tasks.nope.quota=1"])
     with pytest.raises(ConfigError, match="tasks.note_qa"):
-        load_synthesis_config("synthesis/configs/demo.yaml", ["generator=null"])
+        load_synthesis_config("synthesis/configs/demo.yaml", ["generator=null", "render.tokenizer=null"])
+    with pytest.raises(ConfigError, match="render.tokenizer: generator needs a local generator"):
+        load_synthesis_config("synthesis/configs/demo.yaml", ["generator.llm.backend=openai",
+                                                              "generator.llm.base_url=http://127.0.0.1:9/v1"])
     with pytest.raises(ConfigError, match="unknown event type"):
         load_synthesis_config("synthesis/configs/demo.yaml", ["render.event_types=[labs]"])
     with pytest.raises(ConfigError, match="quota"):
