@@ -21,7 +21,7 @@ from ehrforge import warehouse
 from training.data import to_messages
 from ehrforge.errors import EhrforgeError, InputDataError
 from ehrforge.paths import runs_dir
-from synthesis import INSTRUCTIONS_TABLE
+from synthesis import INSTRUCTIONS_TABLE, NOTE_REPORT_TABLE
 
 SPLITS = ("train", "val", "test")
 EXPORT_COLUMNS = ["instruction_id", "dataset", "task", "task_version", "split", "subject_id", "hadm_id",
@@ -53,7 +53,11 @@ def export_dataset(con, dataset: str, out_dir: str | Path | None = None, stats: 
         part.to_parquet(pq.with_suffix(".parquet.tmp"), index=False)
         pq.with_suffix(".parquet.tmp").replace(pq)
         files[split] = {"jsonl": str(jsonl), "parquet": str(pq), "n": len(part)}
-    (out / "README.md").write_text(dataset_card(df, dataset, stats or {}))
+    report = None
+    if warehouse.table_exists(con, NOTE_REPORT_TABLE):
+        report = con.execute(f"select scope, metric, value from {NOTE_REPORT_TABLE} where dataset = ? "
+                             "and scope in ('fidelity', 'privacy') order by scope, metric", [dataset]).df()
+    (out / "README.md").write_text(dataset_card(df, dataset, stats or {}, report))
     return {"dir": str(out), "files": files}
 
 
@@ -71,7 +75,7 @@ def counts_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def dataset_card(df: pd.DataFrame, dataset: str, stats: dict) -> str:
+def dataset_card(df: pd.DataFrame, dataset: str, stats: dict, note_report: pd.DataFrame | None = None) -> str:
     versions = df.groupby("task")["task_version"].first().to_dict()
     answer_types = df.groupby("task")["answer_type"].agg(lambda s: ", ".join(sorted(set(s)))).to_dict()
     run_ids = sorted(set(df["run_id"]))
@@ -112,6 +116,12 @@ def dataset_card(df: pd.DataFrame, dataset: str, stats: dict) -> str:
         lines += ["", "## LLM generation", "", "| task | stats |", "|---|---|"]
         for t, st in sorted(stats.items()):
             lines.append(f"| {t} | " + ", ".join(f"{k}={v}" for k, v in st.items()) + " |")
+    if note_report is not None and len(note_report):
+        lines += ["", "## Generated notes: fidelity and privacy", "",
+                  "Generated = notes the generator wrote for val/test prompts; real = the cohort's notes; privacy "
+                  "compares generated notes with TRAIN-split notes (ROUGE-5 recall of the nearest, share of "
+                  "8-grams found in any train note).", "", "| scope | metric | value |", "|---|---|---:|"]
+        lines += [f"| {r.scope} | {r.metric} | {r.value:g} |" for r in note_report.itertuples()]
     lines += ["", "## Loading", "", "```python", "from datasets import load_dataset",
               "d = '.'  # this folder",
               f"ds = load_dataset('json', data_files={{s: f'{{d}}/{{s}}.jsonl' for s in ['train', 'val', 'test']}})",
