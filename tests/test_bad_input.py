@@ -131,7 +131,7 @@ def test_failed_build_is_recorded_and_marts_are_refused(tmp_path, mimic_root, db
     assert not run_dbt(["build", "--quiet", "--exclude", "resource_type:unit_test"])
     with warehouse.session(db) as con:
         n_errors, failed_nodes = warehouse.fetch_one(con, "select n_errors, failed_nodes from meta.dbt_builds")
-        assert n_errors > 0 and "fct_events" in failed_nodes
+        assert n_errors > 0 and "outputevents" in failed_nodes
         with pytest.raises(WarehouseError, match="last dbt build .* failed"):
             warehouse.require_tables(con, ["marts.dim_admissions"])
 

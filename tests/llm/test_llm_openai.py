@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import socket
 import time
 from pathlib import Path
 
@@ -78,9 +79,10 @@ def test_timeout_is_a_recorded_failure(server, tiny_model, db_path):
 
 
 def test_unreachable_endpoint_fails_fast(tiny_model, db_path):
-    from conftest import free_port
-
-    cfg = LLMConfig(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", model="m")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = LLMConfig(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m")
     t0 = time.monotonic()
     with pytest.raises(EndpointUnreachable, match="no OpenAI-compatible server answers"):
         run_batch(reqs(3), cfg, progress=False)
