@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo test test-slow test-gpu bench bench-warehouse clean
+        demo test test-slow test-gpu bench bench-eval bench-warehouse clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ test-slow: $(STAMP) ## slow tests too (multi-process training, 20x scaling)
 
 test-gpu: $(STAMP) ## GPU tests (needs CUDA)
 	$(PY) -m pytest -m gpu $(ARGS)
+
+bench-eval: $(STAMP) ## evaluation items/s (generation + scoring): batched pipeline vs naive per-item loop, tiny model on CPU
+	$(PY) bench/bench_eval.py $(ARGS)
 
 bench-warehouse: $(STAMP) ## dbt build vs one-scan floor at N=1 and N=20 (wall, rows/s, ratio, peak RSS)
 	$(PY) bench/bench_warehouse.py $(ARGS)
