@@ -114,6 +114,8 @@ def load_items(con, data) -> tuple[pd.DataFrame, str]:
     for row in df[["instruction_id", "context", "instruction", "answer"]].itertuples(index=False):
         digest.update(json.dumps(list(row), default=str).encode())
     data_version = digest.hexdigest()[:16]
+    for col in ("context", "instruction", "answer"):
+        df[col] = df[col].fillna("").astype(str)
     df = select_subset(df, data.subset.n_per_task, data.subset.n, data.subset.seed).reset_index(drop=True)
     df["messages"] = [to_messages(r, data.system_prompt) for r in df.to_dict("records")]
     df["prompt_hash"] = [prompt_hash(m) for m in df["messages"]]

@@ -78,3 +78,13 @@ def test_rubric_prompt_hides_which_answer_is_the_reference():
     assert text.index("first answer") < text.index("second answer")
     for c in CRIT:
         assert c in text
+
+
+def test_judge_calls_go_through_the_llm_client_phi_guard():
+    from ehrforge.llm import LLMConfig, PHIGuardError
+    from evaluation.judges import JudgeItem, judge_items
+
+    external = LLMConfig(backend="openai", model="gpt-judge", base_url="https://api.example.com/v1")
+    item = JudgeItem(id="i1", question="Q?", context="patient text", candidate="a", reference="b")
+    with pytest.raises(PHIGuardError, match="not approved"):
+        judge_items([item], get_rubric("clinical_answer"), [("ext", external)])
