@@ -1,0 +1,91 @@
+"""Warehouse records of training runs.
+
+`training.runs`: one row per training run and stage (a cpt+sft run has a `cpt` row and an `sft` row).
+`training.loss_curve`: one row per logged train loss / periodic val loss, per run, stage and step.
+Both carry the run columns (run_id, created_at, code_version, config_hash) and are idempotent per run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+RUNS_TABLE = "training.runs"
+CURVE_TABLE = "training.loss_curve"
+
+RUN_FIELDS = [
+    "stage", "method", "base_model", "base_model_path", "dataset", "data_source", "data_version",
+    "n_train_examples", "n_val_examples", "n_dropped", "n_train_tokens", "n_train_label_tokens",
+    "n_params", "n_trainable_params", "packing", "n_packs", "gradient_checkpointing", "chunked_loss", "liger",
+    "dtype", "num_processes", "distributed_type", "steps", "epochs", "resumed_from", "first_train_loss",
+    "final_train_loss", "mean_train_loss", "first_eval_loss", "final_eval_loss", "best_eval_loss",
+    "real_tokens_trained", "tokens_per_s", "peak_memory_gb", "peak_memory_kind", "wall_s", "output_path",
+    "merged_path", "config_json",
+]
+
+
+def runs_frame(cfg, meta: dict, summaries: list[dict]) -> pd.DataFrame:
+    from ehrforge.config import config_json
+
+    rows = []
+    for s in summaries:
+        row = {k: s.get(k) for k in RUN_FIELDS}
+        row.update({
+            "method": cfg.method,
+            "base_model": cfg.model.base,
+            "dataset": cfg.data.dataset if s["stage"] == "sft" else cfg.cpt.notes_table,
+            "data_source": meta.get(f"{s['stage']}_source"),
+            "data_version": meta.get(f"{s['stage']}_data_version"),
+            "config_json": config_json(cfg),
+        })
+        row["resumed_from"] = None if row["resumed_from"] is None else str(row["resumed_from"])
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=RUN_FIELDS)
+    for col in ("n_packs", "resumed_from", "merged_path", "first_eval_loss", "final_eval_loss", "best_eval_loss",
+                "first_train_loss", "final_train_loss", "data_source", "data_version"):
+        df[col] = df[col].astype("object")
+    return df
+
+
+def curve_frame(summaries: list[dict]) -> pd.DataFrame:
+    rows = [{"stage": s["stage"], **r} for s in summaries for r in s.get("loss_curve", [])]
+    return pd.DataFrame(rows, columns=["stage", "step", "epoch", "split", "loss", "learning_rate"])
+
+
+def write_records(cfg, meta: dict, summaries: list[dict], run_id: str) -> None:
+    """Write both tables for a finished run (one transaction each; replaces rows of the same run)."""
+    from ehrforge import warehouse
+
+    with warehouse.session(wait_s=30) as con:
+        run = warehouse.start_run(con, job="train", config=cfg, run_id=run_id)
+        warehouse.write_table(con, RUNS_TABLE, runs_frame(cfg, meta, summaries), run)
+        warehouse.write_table(con, CURVE_TABLE, curve_frame(summaries), run)
+        warehouse.finish_run(con, run)
+    log.info("recorded run %s in %s and %s", run_id, RUNS_TABLE, CURVE_TABLE)
+
+
+def summary_text(run_id: str, summaries: list[dict]) -> str:
+    lines = [f"training run {run_id}"]
+    for s in summaries:
+        ev = s.get("final_eval_loss")
+        lines.append(
+            f"  [{s['stage']}] steps={s['steps']} examples={s['n_train_examples']} "
+            f"train_loss {_f(s.get('first_train_loss'))} -> {_f(s.get('final_train_loss'))}  "
+            f"val_loss {_f(s.get('first_eval_loss'))} -> {_f(ev)}  "
+            f"{s['tokens_per_s']:.0f} real tok/s  peak {s['peak_memory_gb']:.2f} GiB ({s['peak_memory_kind']})  "
+            f"wall {s['wall_s']:.1f}s"
+        )
+        lines.append(f"      output: {s.get('merged_path') or s['output_path']}")
+    return "\n".join(lines)
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, default=str)
