@@ -114,16 +114,16 @@ def summary() -> str:
     lines = [f"warehouse: {warehouse_path()}", f"{'table':32} {'rows':>12}"]
     with warehouse.session(read_only=True) as con:
         for t in MART_TABLES:
-            n = con.execute(f"select count(*) from {t}").fetchone()[0] if warehouse.table_exists(con, t) else None
+            n = warehouse.fetch_scalar(con, f"select count(*) from {t}") if warehouse.table_exists(con, t) else None
             lines.append(f"{t:32} {n if n is not None else 'missing':>12}")
-        if warehouse.table_exists(con, "marts.fct_notes") and not con.execute(
-            "select count(*) from marts.fct_notes"
-        ).fetchone()[0]:
+        if warehouse.table_exists(con, "marts.fct_notes") and not warehouse.fetch_scalar(
+            con, "select count(*) from marts.fct_notes"
+        ):
             lines.append("note: marts.fct_notes is empty (no note/ folder under MIMIC_NOTE_ROOT or MIMIC_ROOT)")
         if warehouse.table_exists(con, "marts.dim_admissions"):
-            n_llemr, n_adm = con.execute(
-                "select count(*) filter (where is_llemr_cohort), count(*) from marts.dim_admissions"
-            ).fetchone()
+            n_llemr, n_adm = warehouse.fetch_one(
+                con, "select count(*) filter (where is_llemr_cohort), count(*) from marts.dim_admissions"
+            )
             lines.append(f"cohorts: all admissions {n_adm}, LLemr {n_llemr}")
     return "\n".join(lines)
 
@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     try:
         preflight(os.environ.get("MIMIC_ROOT"), os.environ.get("MIMIC_NOTE_ROOT"))
+        from ehrforge import warehouse
+
+        warehouse.connect().close()  # a locked warehouse fails here with the fix, not deep inside dbt
         ok = run_dbt(["build"] + argv)
         if not ok:
             sys.exit("error: dbt build failed (see the messages above); the marts from this build are not to be "

@@ -4,6 +4,8 @@
   <table>.csv.gz or <table>.csv (first found wins), so the same project reads the PhysioNet CSVs,
   a re-compressed copy or a parquet conversion. CSVs are read as all-VARCHAR: staging models do the
   typing explicitly, so a sniffer guess (leading-zero ICD codes, mixed-type `value`) never changes types.
+  Dialect is fixed (comma, RFC-4180 double quotes) rather than sniffed: the sniffer samples the first rows only,
+  and a big file whose first quoted field comes late would otherwise be read with no quote character.
 
   Folders: $MIMIC_ROOT/hosp, $MIMIC_ROOT/icu, and $MIMIC_NOTE_ROOT (default $MIMIC_ROOT/note).
   A missing required table or a renamed/missing column stops the build here, before any model runs,
@@ -50,7 +52,7 @@
         {% if path.endswith('.parquet') %}
           {% set reader = "read_parquet('" ~ path ~ "')" %}
         {% else %}
-          {% set reader = "read_csv('" ~ path ~ "', header = true, all_varchar = true" ~ (', ' ~ opts if opts else '') ~ ")" %}
+          {% set reader = "read_csv('" ~ path ~ "', header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"'" ~ (', ' ~ opts if opts else '') ~ ")" %}
         {% endif %}
         {% do run_query('create or replace view ' ~ relation ~ ' as select * from ' ~ reader) %}
         {% set actual = run_query("select lower(column_name) from (describe " ~ relation ~ ")").columns[0].values() | list %}

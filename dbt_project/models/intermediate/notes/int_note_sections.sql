@@ -21,6 +21,7 @@ select
     b.section,
     row_number() over (partition by b.note_id order by b.pos) as section_order,
     trim(substr(n.body, b.pos + length(b.header) + 2,
-                coalesce(b.next_pos, length(n.body) + 1) - (b.pos + length(b.header) + 2))) as section_text
+                coalesce(b.next_pos, length(n.body) + 1) - (b.pos + length(b.header) + 2)),
+         ' ' || chr(9) || chr(10) || chr(13)) as section_text
 from bounded b
 join notes n using (note_id)

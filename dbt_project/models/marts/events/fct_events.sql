@@ -64,4 +64,3 @@ select
     e.source_row_key
 from events e
 left join admissions a on a.hadm_id = e.hadm_id
-order by e.hadm_id, e.event_time
