@@ -223,9 +223,28 @@ def evaluate(spec: EvalSpec, progress: bool = True, build_results: bool | None =
         resolved = [resolve_model(con, m, spec.generation) for m in spec.models]  # all errors before any work
         for model in resolved:
             summaries.append(evaluate_model(con, spec, model, items, data_version, progress))
+        write_comparisons(con, spec, [s.run_id for s in summaries])
     if spec.build_results if build_results is None else build_results:
         build_results_marts()
     return summaries
+
+
+def write_comparisons(con, spec: EvalSpec, run_ids: list[str]) -> int:
+    """Paired-bootstrap deltas for every fine-tune/base pair that involves a run of this invocation."""
+    from evaluation.compare import comparison_rows, pairs_touching
+
+    n = 0
+    for ft, base in pairs_touching(con, run_ids):
+        rows = comparison_rows(con, ft, base, spec.bootstrap.n, spec.bootstrap.seed)
+        ft_run = con.execute("select run_id, created_at, code_version, config_hash, spec_name, spec_version "
+                             "from evaluation.eval_runs where run_id = ?", [ft]).fetchone()
+        run = warehouse.RunInfo(run_id=ft_run[0], job="evaluate", config_hash=ft_run[3], code_version=ft_run[2],
+                                created_at=ft_run[1])
+        df = tables.frame(tables.COMPARISONS, [{"spec_name": ft_run[4], "spec_version": ft_run[5], **r} for r in rows])
+        con.execute("delete from evaluation.comparisons where finetune_run_id = ? and base_run_id = ?", [ft, base])
+        warehouse.write_table(con, tables.COMPARISONS, df, run, replace="none")
+        n += len(rows)
+    return n
 
 
 def build_results_marts() -> None:

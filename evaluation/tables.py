@@ -15,8 +15,9 @@ from ehrforge.paths import DBT_PROJECT_DIR
 from ehrforge.warehouse import RUN_COLUMNS
 
 SOURCES_YML = DBT_PROJECT_DIR / "models" / "results" / "_evaluation__sources.yml"
-EVAL_RUNS, PREDICTIONS, SCORES, TASK_METRICS = (
-    "evaluation.eval_runs", "evaluation.predictions", "evaluation.scores", "evaluation.task_metrics")
+EVAL_RUNS, PREDICTIONS, SCORES, TASK_METRICS, COMPARISONS = (
+    "evaluation.eval_runs", "evaluation.predictions", "evaluation.scores", "evaluation.task_metrics",
+    "evaluation.comparisons")
 
 
 @functools.lru_cache(maxsize=1)

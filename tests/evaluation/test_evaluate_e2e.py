@@ -87,12 +87,16 @@ def test_evaluate_writes_tables_and_marts_then_reuses_cache(eval_warehouse, dbt_
             assert lo <= got <= hi
         n_board = _count(con, "results.results_leaderboard")
         assert n_board == _count(con, "evaluation.task_metrics") > 0
-        cmp = con.execute("select count(*), count(delta), sum(n_paired) from results.results_finetune_vs_base").fetchone()
-        assert cmp[0] == n_board // 2 and cmp[1] > 0 and cmp[2] > 0
+        cmp = con.execute("select count(*), count(delta), sum(n_paired), count(delta_ci_low) "
+                          "from results.results_finetune_vs_base").fetchone()
+        assert cmp[0] == n_board // 2 and cmp[1] > 0 and cmp[2] > 0 and cmp[3] > 0
+        # the paired-bootstrap interval brackets the observed difference
+        assert con.execute("""select count(*) from results.results_finetune_vs_base where delta_ci_low is not null
+                              and not (delta_ci_low - 1e-9 <= delta and delta <= delta_ci_high + 1e-9)""").fetchone()[0] == 0
         judge = con.execute("select details from evaluation.scores where metric = 'judge_score' limit 1").fetchone()[0]
         assert "ref_first" in judge and "cand_first" in judge  # both answer orders were asked
         before = {t: _count(con, t) for t in ("evaluation.predictions", "evaluation.scores", "evaluation.task_metrics",
-                                              "evaluation.eval_runs", "llm.calls")}
+                                              "evaluation.eval_runs", "evaluation.comparisons", "llm.calls")}
 
     # the same spec again: every call from the cache, same run ids, no duplicated row
     second = evaluate(spec, progress=False)

@@ -121,3 +121,20 @@ def test_rouge5_and_ngram8_overlap_detect_copied_spans():
     pred = "alpha beta gamma delta epsilon zeta eta theta iota omega"
     assert score("ngram8_overlap", [(pred, "x")], "note", context=ctx) == [pytest.approx(2 / 3)]
     assert score("ngram8_overlap", [("too short", ref)], "note") == [None]
+
+
+def test_paired_bootstrap_delta_is_tighter_than_independent_intervals():
+    import numpy as np
+
+    from evaluation.compare import paired_delta
+
+    rng = np.random.default_rng(0)
+    base = (rng.random(80) < 0.5).astype(float)
+    ft = base.copy()
+    ft[np.flatnonzero(base == 0)[:8]] = 1.0  # the fine-tune fixes 8 items and breaks none
+    delta, lo, hi = paired_delta(ft, base, None, "mean", 1000, 0)
+    assert delta == pytest.approx(0.1)
+    assert lo > 0  # every resample shows an improvement: the paired test sees it
+    _, ft_lo, _, _ = aggregate_with_ci(list(ft), None, "mean", 1000, 0)
+    _, _, base_hi, _ = aggregate_with_ci(list(base), None, "mean", 1000, 0)
+    assert ft_lo < base_hi  # ... while the two independent intervals overlap

@@ -14,6 +14,10 @@ scores as (
     select * from {{ source('evaluation', 'scores') }}
 ),
 
+comparisons as (
+    select * from {{ source('evaluation', 'comparisons') }}
+),
+
 pairs as (
     select
         ft.run_id as finetune_run_id,
@@ -95,6 +99,13 @@ select
         when fm.ci_low is null or bm.ci_low is null then null
         else fm.ci_low > bm.ci_high or bm.ci_low > fm.ci_high
     end as is_ci_disjoint,
+    -- paired bootstrap (same items resampled for both models): the interval of the difference itself
+    c.delta_ci_low,
+    c.delta_ci_high,
+    case
+        when c.delta_ci_low is null then null
+        else c.delta_ci_low > 0 or c.delta_ci_high < 0
+    end as is_delta_significant,
     fm.n_items,
     pi.n_paired,
     pi.n_finetune_higher,
@@ -107,6 +118,11 @@ inner join task_metrics bm
     on bm.run_id = p.base_run_id
     and bm.task = fm.task
     and bm.metric = fm.metric
+left join comparisons c
+    on c.finetune_run_id = p.finetune_run_id
+    and c.base_run_id = p.base_run_id
+    and c.task = fm.task
+    and c.metric = fm.metric
 left join paired_items pi
     on pi.finetune_run_id = p.finetune_run_id
     and pi.task = fm.task
