@@ -103,5 +103,9 @@ bench-eval: $(STAMP) ## evaluation items/s (generation + scoring): batched pipel
 bench-warehouse: $(STAMP) ## dbt build vs one-scan floor at N=1 and N=20 (wall, rows/s, ratio, peak RSS)
 	$(PY) bench/bench_warehouse.py $(ARGS)
 
+.PHONY: bench-llm
+bench-llm: $(STAMP) ## LLM client: transformers backend vs naive loop, openai backend at concurrency 1/4/16, cached re-run (ARGS="--gpu" on a GPU)
+	$(PY) bench/bench_llm.py $(ARGS)
+
 clean: ## remove the warehouse, runs, reports and dbt target (keeps .venv and data/)
 	rm -rf warehouse runs reports dbt_project/target dbt_project/logs

@@ -72,6 +72,8 @@ def _params(req: Request, config: LLMConfig) -> dict:
         "logprobs": config.logprobs,
         "top_logprobs": config.top_logprobs if config.logprobs else 0,
     }
+    if config.ignore_eos:
+        p["ignore_eos"] = True
     if req.choices:
         # scoring ignores sampling: only the prompt, the choices and how many top tokens are looked at matter
         p = {"choices": list(req.choices), "seed": p["seed"], "top_logprobs": max(config.top_logprobs, 20)}
@@ -116,6 +118,7 @@ class _Runner:
         rows = []
         for call, res, result in done:
             cost = self.budget.settle(res, result.prompt_tokens, result.completion_tokens)
+            result.cost_usd = cost
             self.stats.n_calls += 1
             self.stats.n_failed += bool(result.error)
             self.stats.prompt_tokens += result.prompt_tokens
@@ -190,7 +193,7 @@ def _response(req: Request, key: str, result: Result | None = None, row: dict | 
                         cached=True, cache_key=key)
     return Response(request_id=req.id, text=result.text, prompt_tokens=result.prompt_tokens,
                     completion_tokens=result.completion_tokens, latency_s=result.latency_s,
-                    finish_reason=result.finish_reason, logprobs=result.logprobs,
+                    cost_usd=result.cost_usd, finish_reason=result.finish_reason, logprobs=result.logprobs,
                     choice_logprobs=result.choice_logprobs, error=result.error, cached=False, cache_key=key)
 
 

@@ -78,6 +78,7 @@ class LLMConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1)
     seed: int = 0
+    ignore_eos: bool = False  # always generate max_new_tokens (benchmarks; vLLM's ignore_eos)
     logprobs: bool = False
     top_logprobs: int = Field(5, ge=0, le=1000)
 

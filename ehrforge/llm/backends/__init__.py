@@ -52,6 +52,7 @@ class Result:
     choice_logprobs: dict[str, float] | None = None
     error: str | None = None
     attempts: int = 1
+    cost_usd: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -65,14 +66,13 @@ def get_backend(config) -> Any:
     cls = getattr(importlib.import_module(module_name), cls_name)
     if not getattr(cls, "in_process", False):
         return cls(config)
-    key = (config.backend, config.model, config.adapter, config.dtype, config.device, config.generation_mode,
-           config.max_model_len)
+    key = (config.backend, config.model, config.adapter, config.dtype, config.device, config.max_model_len)
     with _LOCK:
         if key not in _LOADED:
             _LOADED.clear()  # one in-process model at a time: a second would double the memory
             _LOADED[key] = cls(config)
         backend = _LOADED[key]
-    backend.config = config
+    backend.configure(config)  # sampling/batching/mode settings may change between calls without a reload
     return backend
 
 

@@ -114,6 +114,8 @@ class OpenAIBackend:
         kw.update(max_tokens=p["max_new_tokens"], temperature=p["temperature"], top_p=p["top_p"])
         if p.get("logprobs"):
             kw.update(logprobs=True, top_logprobs=p["top_logprobs"])
+        if p.get("ignore_eos"):
+            kw["extra_body"] = {"ignore_eos": True}  # vLLM extension; other servers ignore it
         return kw
 
     async def acall(self, call: Call) -> Result:
@@ -143,6 +145,10 @@ class OpenAIBackend:
                 wait = None
             except LLMError as exc:  # a reply we cannot use (e.g. no choices); retrying will not help
                 return Result(error=str(exc), attempts=attempt + 1, latency_s=time.monotonic() - start)
+            except Exception as exc:  # noqa: BLE001 - e.g. a malformed reply: recorded on the call, never dropped
+                log.exception("call %s: unexpected error", call.request_id)
+                return Result(error=f"{type(exc).__name__}: {exc}", attempts=attempt + 1,
+                              latency_s=time.monotonic() - start)
             if attempt == cfg.max_retries:
                 break
             delay = wait if wait is not None else backoff_s(attempt, cfg.backoff_base_s, cfg.backoff_max_s)
@@ -180,23 +186,28 @@ class OpenAIBackend:
         return result
 
 
-def _norm(token: str) -> str:
-    return token.replace("\u0120", " ").strip().lower()
-
-
 def match_choices(top: list[dict], choices: list[str]) -> dict[str, float]:
-    """log P(choice) from the first token's top logprobs: the tokens that spell the choice (ignoring case and
-    surrounding spaces, so 'Yes', ' yes' and 'yes' add up). A choice absent from the top-k gets -inf. Exact only
-    for choices that are one token; for longer ones this is the probability of their first token."""
+    """log P(choice) from the first generated token's top logprobs.
+
+    A choice's probability is the summed probability of the top tokens that spell it, ignoring surrounding
+    whitespace (so 'yes' and ' yes' add up; case matters, as in the transformers backend). If no token spells it
+    exactly, case-insensitive matches are used, then a first-token prefix that belongs to this choice only. A choice
+    absent from the top-k gets -inf. Exact for one-token choices (yes/no); for longer ones it is the probability of
+    their first token."""
+    def prob(tokens: list[float]) -> float:
+        return math.log(sum(math.exp(x) for x in tokens)) if tokens else -math.inf
+
     out: dict[str, float] = {}
-    norm_choices = {c: c.strip().lower() for c in choices}
-    for c, nc in norm_choices.items():
-        hits = [t["logprob"] for t in top if _norm(t["token"]) == nc]
-        if not hits:  # first-token prefix of a multi-token choice, if that prefix is unique to this choice
+    lower = [c.strip().lower() for c in choices]
+    for c in choices:
+        hits = [t["logprob"] for t in top if t["token"].strip() == c.strip()]
+        if not hits:
+            hits = [t["logprob"] for t in top if t["token"].strip().lower() == c.strip().lower()]
+        if not hits:
             hits = [t["logprob"] for t in top
-                    if _norm(t["token"]) and nc.startswith(_norm(t["token"]))
-                    and sum(o.startswith(_norm(t["token"])) for o in norm_choices.values()) == 1]
-        out[c] = math.log(sum(math.exp(x) for x in hits)) if hits else -math.inf
+                    if (tl := t["token"].strip().lower()) and c.strip().lower().startswith(tl)
+                    and sum(o.startswith(tl) for o in lower) == 1]
+        out[c] = prob(hits)
     if all(v == -math.inf for v in out.values()):
         raise LLMError(f"none of the choices {choices} is among the top-{len(top)} first tokens; raise top_logprobs "
                        "or check that the prompt asks for exactly one of them")

@@ -43,6 +43,9 @@ class VLLMBackend:
             self.lora = LoRARequest("adapter", 1, config.adapter)
         self.identity = model_identity(config)
 
+    def configure(self, config: LLMConfig) -> None:
+        self.config = config
+
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -59,8 +62,10 @@ class VLLMBackend:
             sps = []
             for c in gen:
                 p = c.params
-                sps.append(SamplingParams(temperature=p["temperature"], top_p=p["top_p"], max_tokens=p["max_new_tokens"],
-                                          seed=p["seed"], logprobs=p["top_logprobs"] if p.get("logprobs") else None))
+                sps.append(SamplingParams(temperature=p["temperature"], top_p=p["top_p"],
+                                          max_tokens=p["max_new_tokens"],
+                                          seed=p["seed"], logprobs=p["top_logprobs"] if p.get("logprobs") else None,
+                                          ignore_eos=bool(p.get("ignore_eos"))))
             start = time.monotonic()
             outs = self.llm.chat([c.messages for c in gen], sps, lora_request=self.lora, use_tqdm=False)
             latency = time.monotonic() - start
