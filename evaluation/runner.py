@@ -102,7 +102,8 @@ def score_items(items: pd.DataFrame, preds: list[str | None], p_yes: list[float 
     items = items.assign(x_pred=preds, x_p=p_yes)
     for (task, answer_type), grp in items.groupby(["task", "answer_type"], sort=True):
         ok = grp["x_pred"].notna().tolist()
-        inputs = [MetricInput(prediction=r.x_pred or "", reference=str(r.answer), answer_type=answer_type,
+        inputs = [MetricInput(prediction=r.x_pred if isinstance(r.x_pred, str) else "", reference=str(r.answer),
+                              answer_type=answer_type,
                               p_yes=None if pd.isna(r.x_p) else float(r.x_p), context=r.context or "")
                   for r in grp.itertuples()]
         labels = [yes_no(str(a)) if answer_type == "yes_no" else None for a in grp["answer"]]
