@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo test test-slow test-gpu bench bench-eval bench-warehouse clean
+        demo test test-slow test-gpu bench bench-eval bench-warehouse bench-expectations clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -84,6 +84,7 @@ demo: $(STAMP) ## the whole path on the demo: data, dbt build, checks, synthesis
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory expectations
 	$(MAKE) --no-print-directory synthesize
+	$(MAKE) --no-print-directory expectations ARGS="--suite instructions"
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory evaluate
 	$(MAKE) --no-print-directory report
@@ -99,6 +100,9 @@ test-gpu: $(STAMP) ## GPU tests (needs CUDA)
 
 bench-eval: $(STAMP) ## evaluation items/s (generation + scoring): batched pipeline vs naive per-item loop, tiny model on CPU
 	$(PY) bench/bench_eval.py $(ARGS)
+
+bench-expectations: $(STAMP) ## events suite (DuckDB frames + GX) vs whole-mart pandas GX at N=1/5/20x the demo
+	$(PY) bench/bench_expectations.py $(ARGS)
 
 bench-warehouse: $(STAMP) ## dbt build vs one-scan floor at N=1 and N=20 (wall, rows/s, ratio, peak RSS)
 	$(PY) bench/bench_warehouse.py $(ARGS)

@@ -26,17 +26,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def lan_ip() -> str | None:
-    """A non-loopback address of this machine (no packet is sent: UDP connect only picks a route)."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            ip = s.getsockname()[0]
-        return None if ip.startswith("127.") else ip
-    except OSError:
-        return None
-
-
 def http_json(url: str, body: dict | None = None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
@@ -76,8 +65,6 @@ class RecordingServer:
     def __init__(self, port: int, proc, log: Path):
         self.port, self.proc, self.log = port, proc, log
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        ip = lan_ip()
-        self.external_url = f"http://{ip}:{port}/v1" if ip else None
 
     def received(self, path: str | None = "/v1/chat/completions") -> list[dict]:
         got = http_json(f"http://127.0.0.1:{self.port}/_received")
@@ -93,7 +80,7 @@ def server_proc(tiny_model, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, str(HERE / "openai_server.py"), "--model", str(tiny_model),
-                                 "--host", "0.0.0.0", "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
+                                 "--host", "127.0.0.1", "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}/health", log)
         yield RecordingServer(port, proc, log)
