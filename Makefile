@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo test test-slow test-gpu bench bench-eval bench-warehouse bench-expectations clean
+        demo test test-slow test-gpu bench bench-eval bench-warehouse bench-expectations bench-synthesis bench-train clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -107,9 +107,15 @@ bench-expectations: $(STAMP) ## events suite (DuckDB frames + GX) vs whole-mart 
 bench-warehouse: $(STAMP) ## dbt build vs one-scan floor at N=1 and N=20 (wall, rows/s, ratio, peak RSS)
 	$(PY) bench/bench_warehouse.py $(ARGS)
 
+bench-synthesis: $(STAMP) ## synthesis rows/s on the demo and the 20x demo; LLM calls/s and cached re-run
+	$(PY) bench/bench_synthesis.py $(ARGS)
+
 .PHONY: bench-llm
 bench-llm: $(STAMP) ## LLM client: transformers backend vs naive loop, openai backend at concurrency 1/4/16, cached re-run (ARGS="--gpu" on a GPU)
 	$(PY) bench/bench_llm.py $(ARGS)
+
+bench-train: $(STAMP) ## training speed on a GPU (ours vs HF Trainer + padding): make bench-train ARGS="speed --size 1b"
+	$(PY) bench/bench_train.py $(or $(ARGS),speed --size 1b)
 
 clean: ## remove the warehouse, runs, reports and dbt target (keeps .venv and data/)
 	rm -rf warehouse runs reports dbt_project/target dbt_project/logs

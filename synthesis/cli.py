@@ -13,7 +13,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -49,11 +48,13 @@ def validate_rows(rows: pd.DataFrame) -> None:
     """Refuse to write rows that break the table's contract (nothing is written then)."""
     problems = []
     if rows["instruction_id"].duplicated().any():
-        problems.append(f"duplicate instruction_id: {rows.loc[rows['instruction_id'].duplicated(), 'instruction_id'].head(3).tolist()}")
+        dups = rows.loc[rows["instruction_id"].duplicated(), "instruction_id"].head(3).tolist()
+        problems.append(f"duplicate instruction_id: {dups}")
     for col in ("split", "instruction", "answer", "answer_type", "lineage", "task", "task_version"):
         bad = rows[col].isna() | (rows[col].astype(str).str.strip() == "")
         if bad.any():
-            problems.append(f"{bad.sum()} row(s) with empty {col} (e.g. {rows.loc[bad, 'instruction_id'].head(2).tolist()})")
+            example = rows.loc[bad, "instruction_id"].head(2).tolist()
+            problems.append(f"{bad.sum()} row(s) with empty {col} (e.g. {example})")
     bad_types = sorted(set(rows["answer_type"]) - set(ANSWER_TYPES))
     if bad_types:
         problems.append(f"unknown answer_type {bad_types}")
@@ -66,7 +67,7 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
     Returns a summary: run_id, counts (DataFrame task x split), per-task stats, wall time, export paths."""
     load_all_tasks()
     own = con is None
-    con = con or warehouse.connect()
+    con = con or warehouse.connect(must_exist=True)
     started = time.monotonic()
     try:
         needed = sorted({m for n in cfg.tasks for m in TASKS[n].source_marts if m.startswith("marts.")}
@@ -150,13 +151,17 @@ def print_summary(result: dict) -> None:
     t.add_column("notes")
     for task in sorted(set(result["stats"]) - set(counts.index)):  # LLM tasks whose outputs were all rejected
         counts.loc[task] = 0
-    counts = counts.loc[[i for i in counts.index if i != "total"] + ["total"]]
+    counts = counts.loc[sorted(i for i in counts.index if i != "total") + ["total"]]
     for task, row in counts.iterrows():
         st = result["stats"].get(task, {})
-        note = ", ".join(f"{k}={v}" for k, v in st.items() if k != "rejections")
-        rej = st.get("rejections")
-        if rej:
-            note += (", " if note else "") + "rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(rej.items()))
+        note = ""
+        if "llm_requests" in st:
+            note = f"{st['llm_requests']} prompts: {st['llm_calls']} calls, {st['llm_cached']} cached"
+            if "accepted" in st:
+                note += f"; {st['accepted']} accepted"
+            rej = st.get("rejections")
+            if rej:
+                note += "; rejected " + ", ".join(f"{k}={v}" for k, v in sorted(rej.items()))
         t.add_row(str(task), *[str(v) for v in row.tolist()], note)
     Console().print(t)
     if result.get("export"):

@@ -39,7 +39,8 @@ class RenderConfig(BaseModel):
 
     format: Literal["markdown", "compact"] = "markdown"
     max_tokens: int = Field(1024, ge=64, description="budget for the rendered context; older events are dropped first")
-    tokenizer: str | None = Field(None, description="HF tokenizer dir/id for the budget; else a chars/4 estimate")
+    tokenizer: str | None = Field(None, description="HF tokenizer dir/id for the budget, or 'generator' (the "
+                                  "generator's model, e.g. the tiny demo model); null = a chars/4 estimate")
     event_types: list[str] = ["lab", "chart", "medication_administration", "microbiology", "procedure_icd",
                               "transfer", "discharge"]
     chart_itemids: list[str] | None = Field(
@@ -90,6 +91,9 @@ class SynthesisConfig(BaseModel):
 
     @model_validator(mode="after")
     def _tasks(self) -> "SynthesisConfig":
+        if self.render.tokenizer == "generator" and (self.generator is None
+                                                     or self.generator.llm.get("backend") == "openai"):
+            raise ValueError("render.tokenizer: generator needs a local generator model (backend transformers/vllm)")
         from synthesis.registry import TASKS, load_all_tasks
 
         load_all_tasks()

@@ -38,6 +38,7 @@ class BuildContext:
     rows_so_far: dict[str, list[dict]] = field(default_factory=dict)  # task -> rows (for dependent tasks)
     stats: dict[str, dict] = field(default_factory=dict)               # task -> counters (rejections, calls)
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # e.g. synthesis.llm_outputs
+    llm_config: Any = None
 
     @property
     def seed(self) -> int:
@@ -57,11 +58,11 @@ class BuildContext:
 
     def render(self, hadm_id: int, start, end, event_types: list[str] | None = None,
                exclude_types: tuple[str, ...] = ()) -> Rendered:
-        ev = self.event_records(hadm_id)
+        ev = self.events(hadm_id)  # a DataFrame: render converts only the rows that fit the budget
         if event_types is not None:
-            ev = [r for r in ev if r["event_type"] in event_types]
+            ev = ev[ev["event_type"].isin(event_types)]
         if exclude_types:
-            ev = [r for r in ev if r["event_type"] not in exclude_types]
+            ev = ev[~ev["event_type"].isin(list(exclude_types))]
         r = self.cfg.render
         return render_events(self.admission(hadm_id), ev, start, end, fmt=r.format, max_tokens=r.max_tokens,
                              count_tokens=self.count_tokens)
@@ -82,7 +83,13 @@ class BuildContext:
         self.admissions = adm.reset_index(drop=True)
         self._adm_index = {int(r["hadm_id"]): r for r in self.admissions.to_dict("records")}
         self.splits = dict(con.execute("select subject_id, split from marts.dim_splits").fetchall())
-        self.count_tokens = token_counter(cfg.render.tokenizer)
+        tokenizer = cfg.render.tokenizer
+        if tokenizer == "generator":  # count with the tokenizer of the model the data is for (built if needed)
+            from synthesis.llm_io import llm_config
+
+            self.llm_config = llm_config(self)
+            tokenizer = self.llm_config.model
+        self.count_tokens = token_counter(tokenizer)
 
         types = list(cfg.render.event_types)
         params: list[Any] = [types]

@@ -190,31 +190,36 @@ def header(admission: Mapping, window_start, window_end, truncated: bool) -> str
     return "\n".join(lines)
 
 
+def _minute_of(t):
+    return t.replace(second=0, microsecond=0, nanosecond=0) if isinstance(t, pd.Timestamp) \
+        else t.replace(second=0, microsecond=0)
+
+
 def prepare_events(events: pd.DataFrame) -> list[dict]:
-    """Events as plain dicts in render order (minute, event type, label, id), each with `_minute`."""
+    """Events as plain dicts in render order (minute, event type, label, id), each with `_minute`.
+    Column-wise conversion: DataFrame.to_dict over arrow strings was most of the synthesis time."""
     if events.empty:
         return []
-    ev = events.assign(_minute=events["event_time"].dt.floor("min"))
-    ev = ev.sort_values(["_minute", "event_type", "item_label", "event_id"], kind="mergesort")
-    return ev.to_dict("records")
+    cols = list(events.columns)
+    arrays = []
+    for c in cols:
+        col = events[c]
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            arrays.append(list(col.dt.to_pydatetime()))
+        else:
+            arrays.append(col.astype(object).where(col.notna(), None).tolist())
+    recs = [dict(zip(cols, v)) for v in zip(*arrays)]
+    for r in recs:
+        r["_minute"] = _minute_of(r["event_time"])
+    recs.sort(key=lambda r: (r["_minute"], r["event_type"], r["item_label"] or "", r["event_id"]))
+    return recs
 
 
-def render_events(admission: Mapping, events, window_start, window_end, fmt: str = "markdown",
-                  max_tokens: int = 1024, count_tokens: Callable[[str], int] = chars_estimate) -> Rendered:
-    """Render the events of one admission with window_start <= event_time < window_end (others are ignored).
-
-    `events`: a DataFrame with EVENT_COLUMNS, or the output of `prepare_events` (faster when rendering many
-    windows of one admission). Only the minutes that fit are rendered (newest first), so cost follows the budget,
-    not the length of the stay.
-    """
-    window_start, window_end = pd.Timestamp(window_start), pd.Timestamp(window_end)
-    records = prepare_events(events) if isinstance(events, pd.DataFrame) else events
-    lo = bisect.bisect_left(records, window_start, key=lambda r: r["_minute"])
-    records = [r for r in records[max(lo - 1, 0):] if window_start <= r["event_time"] < window_end]
+def _fit(records: list[dict], fmt: str, budget: int, count_tokens) -> tuple[list[tuple[int, int]], list, bool]:
+    """Minute groups of `records` (in render order), and the newest ones that fit in `budget` tokens.
+    Returns (bounds, kept [(group index, text)] oldest first, whether the budget stopped it)."""
     block_fn = render_block_markdown if fmt == "markdown" else render_block_compact
     sep = "\n\n" if fmt == "markdown" else "\n"
-
-    # minute boundaries, then render newest first until the budget is spent
     bounds: list[tuple[int, int]] = []
     i = 0
     while i < len(records):
@@ -224,11 +229,9 @@ def render_events(admission: Mapping, events, window_start, window_end, fmt: str
             j += 1
         bounds.append((i, j))
         i = j
-
-    head_full = header(admission, window_start, window_end, truncated=True)
-    budget = max_tokens - count_tokens(head_full) - 2
     kept: list[tuple[int, str]] = []
     used = 0
+    stopped = False
     for idx in range(len(bounds) - 1, -1, -1):
         a, b = bounds[idx]
         group = records[a:b]
@@ -243,16 +246,53 @@ def render_events(admission: Mapping, events, window_start, window_end, fmt: str
         text = sep.join(blocks)
         cost = count_tokens(text) + 1
         if used + cost > budget:
+            stopped = True
             break
         used += cost
         kept.append((idx, text))
     kept.reverse()
+    return bounds, kept, stopped
+
+
+def render_events(admission: Mapping, events, window_start, window_end, fmt: str = "markdown",
+                  max_tokens: int = 1024, count_tokens: Callable[[str], int] = chars_estimate) -> Rendered:
+    """Render the events of one admission with window_start <= event_time < window_end (others are ignored).
+
+    `events`: a DataFrame with EVENT_COLUMNS (converted lazily from the newest rows back, so the cost follows the
+    budget, not the length of the stay), or the output of `prepare_events`.
+    """
+    window_start, window_end = pd.Timestamp(window_start), pd.Timestamp(window_end)
+    head_full = header(admission, window_start, window_end, truncated=True)
+    budget = max_tokens - count_tokens(head_full) - 2
+    sep = "\n\n" if fmt == "markdown" else "\n"
+    if isinstance(events, pd.DataFrame):
+        frame = events[(events["event_time"] >= window_start) & (events["event_time"] < window_end)]
+        frame = frame.sort_values("event_time", kind="mergesort")
+        n_total = len(frame)
+        chunk = 256
+        while True:
+            start = max(0, n_total - chunk)
+            records = prepare_events(frame.iloc[start:])
+            if start > 0 and records:  # the oldest minute of a chunk may be cut: leave it for a larger chunk
+                first = records[0]["_minute"]
+                records = [r for r in records if r["_minute"] != first]
+            bounds, kept, stopped = _fit(records, fmt, budget, count_tokens)
+            if stopped or start == 0:
+                break
+            chunk *= 4
+    else:
+        lo = bisect.bisect_left(events, window_start, key=lambda r: r["_minute"])
+        records = [r for r in events[max(lo - 1, 0):] if window_start <= r["event_time"] < window_end]
+        n_total = len(records)
+        bounds, kept, stopped = _fit(records, fmt, budget, count_tokens)
     first_kept = kept[0][0] if kept else len(bounds)
     visible_after = records[bounds[first_kept - 1][0]]["_minute"] if first_kept > 0 else None
+    if visible_after is not None:
+        visible_after = pd.Timestamp(visible_after)
     body = sep.join(t for _, t in kept)
     text = header(admission, window_start, window_end, truncated=visible_after is not None)
     text += "\n\n" + (body if body else "(no events in this window)")
     shown = records[bounds[first_kept][0]:] if kept else []
     return Rendered(text=text, event_ids=[r["event_id"] for r in shown], window_start=window_start,
-                    window_end=window_end, visible_after=visible_after, n_events=len(records),
+                    window_end=window_end, visible_after=visible_after, n_events=n_total,
                     n_events_shown=len(shown), n_tokens=count_tokens(text), shown=shown)

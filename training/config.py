@@ -96,7 +96,11 @@ class QuantSpec(_Strict):
 
 class SpeedConfig(_Strict):
     packing: bool = Field(True, description="pack examples into rows with position_ids resets (no cross-attention)")
-    pack_tokens: int = Field(8192, ge=16, description="tokens per packed row (= per device per micro-step)")
+    pack_tokens: int = Field(2048, ge=16, description="tokens per packed row")
+    packs_per_batch: int = Field(
+        8, ge=1, description="packed rows per micro-batch per device. Several short rows beat one long row with "
+        "sdpa: its block-diagonal mask still costs attention over the whole row (T^2)"
+    )
     group_by_length: bool = Field(True, description="length-grouped batches when packing is off")
     gradient_checkpointing: bool | Literal["auto"] = "auto"
     chunked_loss: bool = Field(True, description="cross-entropy in chunks so the full logits never materialize")

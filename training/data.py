@@ -176,6 +176,8 @@ def load_from_export(path: str | Path, cfg, splits: Sequence[str] = ("train", "v
     if cfg.tasks and "task" in df.columns:
         df = df[df["task"].isin(cfg.tasks)]
     df = df[df["split"].isin(list(splits))]
+    if "instruction_id" in df.columns:  # the same order as the warehouse path, whatever the file's order
+        df = df.sort_values("instruction_id", kind="stable")
     records = []
     for i, row in enumerate(df.to_dict("records")):
         msgs = row["messages"]
@@ -258,7 +260,12 @@ def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None) -
         if ids[: len(prompt)] != prompt:
             raise InputDataError("the chat template does not render the prompt as a prefix of the conversation; "
                                  "set model.chat_template to a named template")
-        mask = [0] * len(prompt) + [1] * (len(ids) - len(prompt))
+        end = len(ids)
+        # Template text after the end-of-turn token (e.g. a newline) is formatting, not answer.
+        eos = tokenizer.eos_token_id
+        if eos is not None and eos in ids[len(prompt):]:
+            end = ids.index(eos, len(prompt)) + 1
+        mask = [0] * len(prompt) + [1] * (end - len(prompt)) + [0] * (len(ids) - end)
     if max_len is not None and len(ids) > max_len:
         return None
     labels = [t if m else IGNORE_INDEX for t, m in zip(ids, mask)]

@@ -151,6 +151,9 @@ def launch_workers(cfg: TrainConfig, run_dir: Path, num_gpus: int) -> None:
         if cfg.resolved_distributed() == "zero3":
             raise ConfigError("DeepSpeed ZeRO-3 needs CUDA GPUs; on CPU use distributed=ddp or fsdp")
         # CPU processes over gloo: accelerate's multi-process launcher with the CPU flag in the environment.
+        if cfg.resolved_distributed() == "fsdp":
+            log.warning("accelerate has no FSDP on CPU: the %d CPU processes run plain data parallel (gloo); "
+                        "the FSDP path itself needs CUDA GPUs", num_gpus)
         env["ACCELERATE_USE_CPU"] = "true"
         cmd += ["--mixed_precision", "no"]
     cmd += ["-m", "training.trainer", "--run-dir", str(run_dir)]

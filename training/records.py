@@ -45,15 +45,26 @@ def runs_frame(cfg, meta: dict, summaries: list[dict]) -> pd.DataFrame:
         row["resumed_from"] = None if row["resumed_from"] is None else str(row["resumed_from"])
         rows.append(row)
     df = pd.DataFrame(rows, columns=RUN_FIELDS)
-    for col in ("n_packs", "resumed_from", "merged_path", "first_eval_loss", "final_eval_loss", "best_eval_loss",
-                "first_train_loss", "final_train_loss", "data_source", "data_version"):
-        df[col] = df[col].astype("object")
+    # Explicit types: an all-null column would otherwise create a column of type NULL in DuckDB.
+    for col in ("n_packs", "n_train_examples", "n_val_examples", "n_dropped", "n_train_tokens",
+                "n_train_label_tokens", "n_params", "n_trainable_params", "num_processes", "steps",
+                "real_tokens_trained"):
+        df[col] = df[col].astype("Int64")
+    for col in ("epochs", "first_train_loss", "final_train_loss", "mean_train_loss", "first_eval_loss",
+                "final_eval_loss", "best_eval_loss", "tokens_per_s", "peak_memory_gb", "wall_s"):
+        df[col] = df[col].astype("float64")
+    for col in ("packing", "gradient_checkpointing", "chunked_loss", "liger"):
+        df[col] = df[col].astype("boolean")
+    for col in set(RUN_FIELDS) - set(df.select_dtypes(exclude="object").columns):
+        df[col] = df[col].astype("string")
     return df
 
 
 def curve_frame(summaries: list[dict]) -> pd.DataFrame:
     rows = [{"stage": s["stage"], **r} for s in summaries for r in s.get("loss_curve", [])]
-    return pd.DataFrame(rows, columns=["stage", "step", "epoch", "split", "loss", "learning_rate"])
+    df = pd.DataFrame(rows, columns=["stage", "step", "epoch", "split", "loss", "learning_rate"])
+    return df.astype({"stage": "string", "step": "Int64", "epoch": "float64", "split": "string",
+                      "loss": "float64", "learning_rate": "float64"})
 
 
 def write_records(cfg, meta: dict, summaries: list[dict], run_id: str) -> None:

@@ -208,8 +208,8 @@ def training_arguments(cfg: TrainConfig, stage: str, out_dir: Path, use_liger: b
     bf16 = dtype == torch.bfloat16
     return TrainingArguments(
         output_dir=str(out_dir),
-        per_device_train_batch_size=1 if cfg.speed.packing else t.per_device_batch_size,
-        per_device_eval_batch_size=1 if cfg.speed.packing else t.per_device_batch_size,
+        per_device_train_batch_size=cfg.speed.packs_per_batch if cfg.speed.packing else t.per_device_batch_size,
+        per_device_eval_batch_size=cfg.speed.packs_per_batch if cfg.speed.packing else t.per_device_batch_size,
         gradient_accumulation_steps=t.grad_accum,
         num_train_epochs=cfg.cpt.epochs if is_cpt else t.epochs,
         max_steps=cfg.cpt.max_steps if is_cpt else t.max_steps,
@@ -266,7 +266,7 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     """Train one stage; returns (and on rank 0 writes) its summary. Saves `<run_dir>/<stage>/final` (adapter or
     model + tokenizer) and, for LoRA when merging is asked for or a later stage builds on it, `merged/`."""
     import torch
-    from transformers import AutoTokenizer, EarlyStoppingCallback
+    from transformers import AutoTokenizer, EarlyStoppingCallback, set_seed
 
     from training.recipes import load_for_training
 
@@ -280,6 +280,8 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=cfg.model.trust_remote_code)
     data = build_datasets(cfg, stage, tokenizer, prepared)
     dtype = _dtype(cfg)
+    # Seed before the adapter is initialised: the same config gives the same start, in any process.
+    set_seed(cfg.train.seed)
     model = load_for_training(cfg.method, base_path, cfg, dtype)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -62,7 +62,8 @@ class NoteGeneration(Task):
             iid = instruction_id(ctx.cfg.dataset, self.name, self.version, n["note_id"])
             lineage = {"source_marts": self.source_marts, "note_id": n["note_id"], "hadm_id": int(n["hadm_id"]),
                        "diagnosis_event_ids": g["event_id"].tolist(),
-                       "note_describes_admission": cfg.notes_describe_admission}
+                       "note_describes_admission": cfg.notes_describe_admission,
+                       "max_note_chars": cfg.max_note_chars}
             cands.append({"instruction_id": iid, "task": self.name, "task_version": self.version,
                           "subject_id": int(n["subject_id"]), "hadm_id": int(n["hadm_id"]), "context": "",
                           "instruction": ins, "answer": n["clean_text"].strip()[: cfg.max_note_chars],
@@ -72,6 +73,19 @@ class NoteGeneration(Task):
         if cfg.generate_n and ctx.cfg.generator is not None:
             self._report(ctx, cfg, rows, notes)
         return rows
+
+    def recompute(self, con, rows: list[dict]) -> list:
+        """The target note again from marts.fct_notes, and the instruction's diagnoses from marts.fct_events."""
+        out = []
+        for r in rows:
+            lin = json.loads(r["lineage"])
+            got = con.execute("select clean_text from marts.fct_notes where note_id = ?", [lin["note_id"]]).fetchall()
+            labels = [x[0] for x in con.execute(
+                "select item_label from marts.fct_events where event_id in (select unnest(?::varchar[])) "
+                "order by value_num, event_id", [lin["diagnosis_event_ids"]]).fetchall()]
+            ok = len(labels) == len(lin["diagnosis_event_ids"]) and all(f"- {x} (" in r["instruction"] for x in labels)
+            out.append(got[0][0].strip()[: lin["max_note_chars"]] if len(got) == 1 and ok else None)
+        return out
 
     def _report(self, ctx, cfg, rows: list[dict], notes: pd.DataFrame) -> None:
         from ehrforge.llm import Request

@@ -13,6 +13,7 @@ marts.fct_events using only the row's lineage.
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pandas as pd
@@ -66,25 +67,40 @@ def _label(t: str, label: str) -> str:
                config=TemplateQAConfig)
 class TemplateQA(Task):
     def build(self, ctx, cfg: TemplateQAConfig) -> list[dict]:
+        """Contexts are visited in a seeded random order and only until every template has its share of the quota
+        (oversampled x2 so the final pick still has a choice): the cost follows the quota, not the warehouse size."""
         from tqdm.auto import tqdm
 
+        contexts = []
+        for adm in ctx.admissions.to_dict("records"):
+            for hours in cfg.context_hours:
+                ctx_id = f"{adm['hadm_id']}:{hours if hours is not None else 'full'}"
+                contexts.append((stable_hash(ctx.seed, "context", ctx_id), ctx_id, adm, hours))
+        contexts.sort(key=lambda c: c[0])
+        want = set(cfg.templates)
+        target = 2 * -(-cfg.quota // max(1, len(want)))
+        per_template: dict[str, int] = {}
         rows: list[dict] = []
-        adms = ctx.admissions.to_dict("records")
-        for adm in tqdm(adms, desc="template_qa", disable=not ctx.cfg.progress, unit="adm"):
+        bar = tqdm(total=cfg.quota, desc="template_qa", disable=not ctx.cfg.progress, unit="row")
+        for _, ctx_id, adm, hours in contexts:
+            if all(per_template.get(t, 0) >= target for t in want):
+                break
             # windows are whole minutes (what the context shows and the lineage records)
             admit = pd.Timestamp(adm["admittime"]).floor("min")
-            disch = pd.Timestamp(adm["dischtime"])
-            full_end = disch.floor("min") + pd.Timedelta(minutes=1)
-            for hours in cfg.context_hours:
-                end = full_end if hours is None else min(admit + pd.Timedelta(hours=hours), full_end)
-                if hours is not None and end == full_end and None in cfg.context_hours:
-                    continue  # the stay is shorter than N hours: the whole-stay context already covers it
-                rendered = ctx.render(adm["hadm_id"], admit, end)
-                if rendered.n_events_shown == 0:
-                    continue
-                ctx_id = f"{adm['hadm_id']}:{hours if hours is not None else 'full'}"
-                for cand in self._candidates(ctx, cfg, adm, rendered, ctx_id, is_full=hours is None):
+            full_end = pd.Timestamp(adm["dischtime"]).floor("min") + pd.Timedelta(minutes=1)
+            end = full_end if hours is None else min(admit + pd.Timedelta(hours=hours), full_end)
+            if hours is not None and end == full_end and None in cfg.context_hours:
+                continue  # the stay is shorter than N hours: the whole-stay context already covers it
+            rendered = ctx.render(adm["hadm_id"], admit, end)
+            if rendered.n_events_shown == 0:
+                continue
+            for cand in self._candidates(ctx, cfg, adm, rendered, ctx_id, is_full=hours is None):
+                if per_template.get(cand["template_id"], 0) < target:
+                    per_template[cand["template_id"]] = per_template.get(cand["template_id"], 0) + 1
                     rows.append(cand)
+            bar.n = min(cfg.quota, sum(min(v, target // 2) for v in per_template.values()))
+            bar.refresh()
+        bar.close()
         return take_quota(rows, cfg.quota, ctx.seed, group_key="template_id")
 
     # ------------------------------------------------------------------------------------------- candidates
@@ -192,7 +208,9 @@ class TemplateQA(Task):
                             continue
                         nums = [float(r["value_num"]) for r in g]
                         val = {"min": min, "max": max, "mean": lambda x: sum(x) / len(x)}[fn](nums)
-                        ans = fmt_num(round(float(val), 2))
+                        # min/max: the value as recorded; mean: 2 decimals, half up (Python's round() is
+                        # half-even on the binary value and would disagree with SQL round())
+                        ans = fmt_num(half_up(val, 2) if tpl == "mean" else float(val))
                         word = {"min": "lowest", "max": "highest", "mean": "mean"}[tpl]
                         rnd = " Round to 2 decimals." if tpl == "mean" else ""
                         q = f"What was the {word} value of {name}{in_unit} {phrase}?{rnd}"
@@ -247,9 +265,10 @@ class TemplateQA(Task):
                                                           rendered.window_end):
             disch_ids = sorted(r["event_id"] for r in shown if r["event_type"] == "discharge")
             if disch_ids:
-                days = (pd.Timestamp(adm["dischtime"]) - admit).total_seconds() / 86400
+                seconds = int((pd.Timestamp(adm["dischtime"]) - pd.Timestamp(adm["admittime"])).total_seconds())
                 q = "How many days did this hospital stay last, from admission to discharge? Round to 1 decimal."
-                out.append(make("los", (), q, fmt_num(round(days, 1)), "number",
+                # tenths of a day rounded half up, in integers: the same in Python and in SQL
+                out.append(make("los", (), q, fmt_num(((seconds * 10 + 43200) // 86400) / 10), "number",
                                 {"event_ids": disch_ids, "admittime": str(adm["admittime"]),
                                  "dischtime": str(adm["dischtime"])}))
         return out
@@ -275,9 +294,9 @@ class TemplateQA(Task):
             return _value(text, num)
         if tpl == "los":
             (days,) = con.execute(
-                "select round(date_diff('second', admittime, dischtime) / 86400.0, 1) from marts.dim_admissions "
-                "where hadm_id = ?", [lin["hadm_id"]]).fetchone()
-            return fmt_num(float(days))
+                "select (date_diff('second', admittime, dischtime) * 10 + 43200) // 86400 "
+                "from marts.dim_admissions where hadm_id = ?", [lin["hadm_id"]]).fetchone()
+            return fmt_num(days / 10)
         ws, we = lin["window"]
         # windows are whole minutes; an event at 06:00:30 belongs to the minute 06:00
         win = (f"{base} and date_trunc('minute', event_time) >= ?::timestamp "
@@ -290,8 +309,8 @@ class TemplateQA(Task):
             return str(con.execute(f"select count(*) {win}", args).fetchone()[0])
         if tpl in ("min", "max", "mean"):
             fn = {"min": "min", "max": "max", "mean": "avg"}[tpl]
-            (v,) = con.execute(f"select round({fn}(value_num), 2) {win}", args).fetchone()
-            return None if v is None else fmt_num(float(v))
+            (v,) = con.execute(f"select {fn}(value_num) {win}", args).fetchone()
+            return None if v is None else fmt_num(half_up(v, 2) if tpl == "mean" else float(v))
         if tpl in ("first_value", "last_value"):
             agg = "min" if tpl == "first_value" else "max"
             rows = con.execute(
@@ -305,6 +324,12 @@ class TemplateQA(Task):
             (t,) = con.execute(f"select {agg}(date_trunc('minute', event_time)) {win}", args).fetchone()
             return None if t is None else fmt_time(t)
         raise ValueError(f"unknown template {tpl!r}")
+
+
+def half_up(x: float, digits: int) -> float:
+    """Round half away from zero on the decimal repr of x (what people and SQL round() do)."""
+    q = Decimal(1).scaleb(-digits)
+    return float(Decimal(repr(float(x))).quantize(q, rounding=ROUND_HALF_UP))
 
 
 def _value(text, num) -> str:

@@ -1,4 +1,4 @@
-"""One synthesized demo warehouse per test session: the demo config with smaller quotas, LLM tasks on the tiny
+"""One synthesized demo warehouse per test session: the demo config with smaller LLM quotas, LLM tasks on the tiny
 random model through ehrforge.llm (in-process transformers backend), run twice (the second run must be a no-op)."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import pytest
 
 def synth_overrides(tmp) -> list[str]:
     return [
-        "max_admissions=40", "progress=false",
-        "tasks.template_qa.quota=120", "tasks.risk_prediction.quota=40", "tasks.decision_making.quota=30",
-        "tasks.note_generation.quota=20", "tasks.note_generation.generate_n=2",
+        "progress=false",  # deterministic tasks: the demo config's quotas over all 119 LLemr admissions
+        "tasks.note_generation.generate_n=2",
         "tasks.note_qa.quota=8", "tasks.note_reasoning_qa.quota=4", "tasks.question_paraphrase.quota=6",
         "tasks.note_qa.note_max_chars=1200", "tasks.note_reasoning_qa.note_max_chars=1200",
         f"generator.llm.model={tmp}/tiny-llama", f"export_dir={tmp}/export",

@@ -145,7 +145,10 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="unknown task"):
         load_synthesis_config("synthesis/configs/demo.yaml", ["tasks.nope.quota=1"])
     with pytest.raises(ConfigError, match="tasks.note_qa"):
-        load_synthesis_config("synthesis/configs/demo.yaml", ["generator=null"])
+        load_synthesis_config("synthesis/configs/demo.yaml", ["generator=null", "render.tokenizer=null"])
+    with pytest.raises(ConfigError, match="render.tokenizer: generator needs a local generator"):
+        load_synthesis_config("synthesis/configs/demo.yaml", ["generator.llm.backend=openai",
+                                                              "generator.llm.base_url=http://127.0.0.1:9/v1"])
     with pytest.raises(ConfigError, match="unknown event type"):
         load_synthesis_config("synthesis/configs/demo.yaml", ["render.event_types=[labs]"])
     with pytest.raises(ConfigError, match="quota"):
@@ -158,3 +161,46 @@ def test_cli_prints_error_without_traceback(capsys):
     assert main(["--config", "does/not/exist.yaml"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("budget", [200, 800, 6000, 40000])
+def test_lazy_dataframe_rendering_equals_full_conversion(admission_events, budget):
+    from synthesis.render import prepare_events
+
+    adm, ev = admission_events
+    start, end = pd.Timestamp(adm["admittime"]).floor("min"), pd.Timestamp(adm["dischtime"])
+    lazy = render_events(adm, ev, start, end, max_tokens=budget)       # converts newest rows in growing chunks
+    full = render_events(adm, prepare_events(ev), start, end, max_tokens=budget)
+    assert lazy.text == full.text and lazy.event_ids == full.event_ids
+    assert lazy.visible_after == full.visible_after and lazy.n_events == full.n_events == len(ev)
+
+
+def test_sampling_modes_are_deterministic_and_do_what_they_say():
+    from synthesis.registry import take_quota
+    from synthesis.tasks.risk_prediction import _sample
+
+    rows = [{"instruction_id": f"r{i}", "answer": "yes" if i % 10 == 0 else "no", "template_id": f"t{i % 3}"}
+            for i in range(1000)]  # 10 % positives
+    bal = _sample(rows, 100, "balanced", seed=0)
+    assert [r["answer"] for r in bal].count("yes") == 50 == [r["answer"] for r in bal].count("no")
+    inv = _sample(rows, 100, "inverse_frequency", seed=0)
+    nat = _sample(rows, 100, "natural", seed=0)
+    n_pos = lambda rs: sum(r["answer"] == "yes" for r in rs)  # noqa: E731
+    assert len(inv) == len(nat) == 100 and n_pos(inv) > 2 * n_pos(nat)  # minority up-weighted
+    assert _sample(list(reversed(rows)), 100, "inverse_frequency", seed=0) == inv  # order-independent
+    assert _sample(rows, 100, "inverse_frequency", seed=1) != inv                  # seed matters
+    rr = take_quota(rows, 30, seed=0, group_key="template_id")
+    assert sorted(r["template_id"] for r in rr).count("t0") == 10                # round-robin over templates
+
+
+def test_bad_rows_and_missing_warehouse_fail_clearly(tmp_path, monkeypatch, capsys):
+    from ehrforge.errors import InputDataError
+    from synthesis.cli import main, validate_rows
+
+    rows = pd.DataFrame([{"instruction_id": "a", "split": "train", "instruction": "Q?", "answer": "", "answer_type": "text",
+                          "lineage": "{}", "task": "t", "task_version": "1"}] * 2)
+    with pytest.raises(InputDataError, match="duplicate instruction_id.*empty answer"):
+        validate_rows(rows)
+    monkeypatch.setenv("EHRFORGE_DUCKDB", str(tmp_path / "absent.duckdb"))
+    assert main(["--config", "synthesis/configs/demo.yaml", "--quiet"]) == 2
+    assert "make build" in capsys.readouterr().err and not (tmp_path / "absent.duckdb").exists()

@@ -1,0 +1,127 @@
+"""End-to-end CPU training on the tiny model: learning, records, resume, adapter reload, merge, cpt -> sft."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ehrforge import warehouse
+from tests.training.conftest import FAST
+from training.config import load_train_config, run_id_for
+from training.launch import run_dir_for, train
+
+CONFIG = "training/configs/demo/tiny_lora.yaml"
+
+
+def _cfg(*overrides):
+    return load_train_config(CONFIG, FAST + list(overrides))
+
+
+def _logits(model, tok):
+    from training.data import ensure_chat_template, to_messages
+
+    ensure_chat_template(tok, None)
+    msgs = to_messages({"context": "Sex: F\nAge: 70", "instruction": "What is the sex?", "answer": "F"})
+    ids = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model.eval()(input_ids=ids, use_cache=False).logits
+
+
+def test_loss_falls_and_run_is_recorded(train_env):
+    cfg = _cfg("train.max_steps=20", "train.eval_steps=10", "train.save_steps=10")
+    (s,) = train(cfg)
+    assert s["steps"] == 20
+    assert s["final_train_loss"] < s["first_train_loss"] - 1.0, s["loss_curve"]
+    assert s["final_eval_loss"] < s["first_eval_loss"] or s["best_eval_loss"] < 5.0
+    assert s["n_train_examples"] > 100 and s["n_dropped"] == 0 and s["tokens_per_s"] > 0
+    with warehouse.session(read_only=True) as con:
+        runs = con.execute("select * from training.runs").df()
+        curve = con.execute("select * from training.loss_curve order by step").df()
+        status = con.execute("select status from meta.runs where run_id=?", [run_id_for(cfg)]).fetchone()[0]
+    assert len(runs) == 1 and status == "succeeded"
+    r = runs.iloc[0]
+    assert r["run_id"] == run_id_for(cfg) and r["stage"] == "sft" and r["method"] == "lora"
+    assert r["base_model"] == "tiny://" and r["data_version"] and r["steps"] == 20
+    assert r["output_path"] and Path(r["output_path"]).is_dir() and r["config_hash"]
+    assert set(curve["split"]) == {"train", "val"} and len(curve[curve.split == "train"]) >= 20
+    # re-running the same config resumes at the end, trains nothing more and does not duplicate rows
+    train(cfg)
+    with warehouse.session(read_only=True) as con:
+        assert con.execute("select count(*) from training.runs").fetchone()[0] == 1
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_after_save(at_step):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == at_step:
+                raise _Crash()
+
+    return Crash()
+
+
+def test_resume_continues_the_run(train_env):
+    common = ["train.max_steps=8", "train.save_steps=4", "output.record=false", "lora.dropout=0.1"]
+    (full,) = train(_cfg(*common, f"output.dir={train_env}/a"))
+    cfg_b = _cfg(*common, f"output.dir={train_env}/b")
+    with pytest.raises(_Crash):
+        train(cfg_b, callbacks=[_crash_after_save(4)])
+    assert (run_dir_for(cfg_b) / "sft" / "checkpoint-4").is_dir()
+    (resumed,) = train(cfg_b)
+    assert resumed["resumed_from"].endswith("checkpoint-4") and resumed["steps"] == 8
+    curve = lambda s: {r["step"]: r["loss"] for r in s["loss_curve"] if r["split"] == "train"}
+    a, b = curve(full), curve(resumed)
+    assert sorted(b) == [5, 6, 7, 8]  # only the remaining steps ran
+    for step in b:  # same data order and RNG state: the same losses as the uninterrupted run
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-4)
+
+
+def test_adapter_reloads_and_merges_to_same_outputs(train_env):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    captured = {}
+
+    class Keep(TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, processing_class=None, **kw):
+            captured["logits"] = _logits(model, processing_class)
+
+    cfg = _cfg("train.max_steps=6", "output.merge=true", "output.record=false")
+    (s,) = train(cfg, callbacks=[Keep()])
+    tok = AutoTokenizer.from_pretrained(s["output_path"])
+    base = AutoModelForCausalLM.from_pretrained(s["base_model_path"])
+    before = _logits(base, tok)
+    reloaded = PeftModel.from_pretrained(base, s["output_path"])
+    after = _logits(reloaded, tok)
+    assert not torch.allclose(before, captured["logits"], atol=1e-3)  # training changed the model
+    assert torch.allclose(after, captured["logits"], atol=1e-5)
+    merged = AutoModelForCausalLM.from_pretrained(s["merged_path"])
+    assert torch.allclose(_logits(merged, tok), captured["logits"], atol=1e-4)
+
+
+def test_cpt_then_sft(train_env):
+    cfg = load_train_config("training/configs/demo/tiny_cpt_lora.yaml", FAST + [
+        "cpt.block_size=256", "cpt.max_steps=4", "train.max_steps=4"])
+    cpt, sft = train(cfg)
+    assert cpt["stage"] == "cpt" and cpt["steps"] == 4 and cpt["merged_path"]
+    assert sft["base_model_path"] == cpt["merged_path"]
+    prepared = run_dir_for(cfg) / "prepared"
+    with warehouse.session(read_only=True) as con:
+        train_ids = {r[0] for r in con.execute("select subject_id from marts.dim_splits where split='train'").fetchall()}
+        stages = [r[0] for r in con.execute("select stage from training.runs order by stage").fetchall()]
+    for name in ("notes_train.jsonl", "notes_val.jsonl"):
+        for line in (prepared / name).read_text().splitlines():
+            assert json.loads(line)["subject_id"] in train_ids
+    assert stages == ["cpt", "sft"]
+
+
+def test_full_finetune_runs(train_env):
+    (s,) = train(_cfg("method=full", "train.max_steps=3", "train.learning_rate=1e-3", "output.record=false"))
+    assert s["n_trainable_params"] == s["n_params"] and s["steps"] == 3
+    assert (Path(s["output_path"]) / "config.json").exists()
