@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ehrforge import warehouse
+from ehrforge.config import config_hash
 from evaluation import tables
 from evaluation.aggregate import aggregate_with_ci
 from evaluation.data import load_items
@@ -167,7 +168,7 @@ def evaluate_model(con, spec: EvalSpec, model: ResolvedModel, items: pd.DataFram
                    progress: bool = True) -> ModelSummary:
     config = run_config(spec, model, data_version)
     run = warehouse.start_run(con, job="evaluate", config=config,
-                              run_id=f"eval-{warehouse._config_hash(config)[:12]}")
+                              run_id=f"eval-{config_hash(config)[:12]}")
     started = _now()
     t0 = time.perf_counter()
     log.info("evaluating %s (%s) on %d items: run %s", model.name, model.kind, len(items), run.run_id)

@@ -3,7 +3,6 @@ fine-tune recorded in training.runs, prepared once per session; each test gets a
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -15,9 +14,7 @@ TRAIN_RUN_NAME = "eval-fixture-tiny-lora"
 
 @pytest.fixture(scope="session")
 def eval_runs_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("runs")
-    os.environ["EHRFORGE_RUNS"] = str(path)
-    return path
+    return tmp_path_factory.mktemp("runs")
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +26,8 @@ def eval_warehouse_base(demo_warehouse, tmp_path_factory, eval_runs_dir) -> Path
 
     path = tmp_path_factory.mktemp("evalwh") / "warehouse.duckdb"
     shutil.copy(demo_warehouse, path)
-    with warehouse.session(path) as con:
+    with pytest.MonkeyPatch.context() as mp, warehouse.session(path) as con:
+        mp.setenv("EHRFORGE_RUNS", str(eval_runs_dir))  # the tiny model goes here, not into the repo's runs/
         write_instructions(con)
         base = tiny_model(con)
         adapter = train_tiny_lora(con, base, eval_runs_dir / "lora", DATASET, steps=20)

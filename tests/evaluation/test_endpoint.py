@@ -28,7 +28,7 @@ def _spec(base_url: str, model: str):
     })
 
 
-def test_endpoint_model_scores_yes_no_from_logprobs(eval_warehouse, eval_runs_dir, tmp_path):
+def test_endpoint_model_scores_yes_no_from_logprobs(eval_warehouse, tmp_path):
     from evaluation.runner import evaluate
 
     from peft import PeftModel
