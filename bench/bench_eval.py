@@ -56,10 +56,10 @@ def items_from_warehouse(src: Path, n: int, workdir: Path):
     db = workdir / "bench.duckdb"
     shutil.copy(src, db)
     with warehouse.session(db) as con:
-        write_instructions(con)
+        write_instructions(con, "bench_eval.instructions")  # beside, never into, a real synthesis.instructions
         parts = []
         for split in ("test", "val", "train"):
-            df, _ = load_items(con, DataSpec(dataset=DATASET, split=split))
+            df, _ = load_items(con, DataSpec(table="bench_eval.instructions", dataset=DATASET, split=split))
             parts.append(df)
         items = pd.concat(parts).reset_index(drop=True)
         from evaluation.data import select_subset

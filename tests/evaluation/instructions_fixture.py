@@ -88,11 +88,11 @@ def build_rows(con) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_instructions(con) -> int:
+def write_instructions(con, table: str = "synthesis.instructions") -> int:
     from ehrforge import warehouse
 
     df = build_rows(con)
     run = warehouse.start_run(con, job="synthesis-fixture", config={"dataset": DATASET, "source": "marts"})
-    warehouse.write_table(con, "synthesis.instructions", df, run)
+    warehouse.write_table(con, table, df, run)
     warehouse.finish_run(con, run)
     return len(df)
