@@ -109,14 +109,15 @@ def load_items(con, data) -> tuple[pd.DataFrame, str]:
     bad_types = sorted(set(df["answer_type"]) - {"text", "yes_no", "set", "number"})
     if bad_types:
         raise InputDataError(f"unknown answer_type(s) {bad_types} in {data.table}; expected text/yes_no/set/number")
-    # the version of the data is its content: the full selected set, before subsetting
+    for col in ("context", "instruction", "answer"):
+        df[col] = df[col].fillna("").astype(str)
+    df = select_subset(df, data.subset.n_per_task, data.subset.n, data.subset.seed).reset_index(drop=True)
+    # the data version is the content of exactly the items evaluated: runs compared or ranked together in the
+    # results marts (same data_version) were scored on the same items with the same references
     digest = hashlib.sha256()
     for row in df[["instruction_id", "context", "instruction", "answer"]].itertuples(index=False):
         digest.update(json.dumps(list(row), default=str).encode())
     data_version = digest.hexdigest()[:16]
-    for col in ("context", "instruction", "answer"):
-        df[col] = df[col].fillna("").astype(str)
-    df = select_subset(df, data.subset.n_per_task, data.subset.n, data.subset.seed).reset_index(drop=True)
     df["messages"] = [to_messages(r, data.system_prompt) for r in df.to_dict("records")]
     df["prompt_hash"] = [prompt_hash(m) for m in df["messages"]]
     if "task_version" not in df.columns:

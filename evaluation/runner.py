@@ -194,7 +194,7 @@ def evaluate_model(con, spec: EvalSpec, model: ResolvedModel, items: pd.DataFram
     n_cached = sum(s.n_cached for s in stats)
     status = "succeeded" if n_failed == 0 else "incomplete"
     run_row = {
-        **common, "model_name": model.name, "model_kind": model.kind, "model_path": model.model_path,
+        **common, "spec_fingerprint": spec.fingerprint(), "model_name": model.name, "model_kind": model.kind, "model_path": model.model_path,
         "adapter_path": model.adapter_path, "base_model_path": model.base_model_path,
         "training_run_id": model.training_run_id, "base_url": model.base_url, "backend": model.backend,
         "model_identity": config["model"]["identity"], "dataset": spec.data.dataset, "split": spec.data.split,
@@ -222,6 +222,7 @@ def evaluate(spec: EvalSpec, progress: bool = True, build_results: bool | None =
     with warehouse.session(wait_s=30) as con:
         items, data_version = load_items(con, spec.data)
         tables.ensure_tables(con)
+        check_version(con, spec)
         resolved = [resolve_model(con, m, spec.generation) for m in spec.models]  # all errors before any work
         for model in resolved:
             summaries.append(evaluate_model(con, spec, model, items, data_version, progress))
@@ -229,6 +230,19 @@ def evaluate(spec: EvalSpec, progress: bool = True, build_results: bool | None =
     if spec.build_results if build_results is None else build_results:
         build_results_marts()
     return summaries
+
+
+def check_version(con, spec: EvalSpec) -> None:
+    from ehrforge.errors import ConfigError
+
+    other = con.execute(
+        "select min(run_id), count(*) from evaluation.eval_runs where spec_name = ? and spec_version = ? "
+        "and spec_fingerprint is distinct from ?", [spec.name, spec.version, spec.fingerprint()]).fetchone()
+    if other and other[1]:
+        raise ConfigError(
+            f"spec {spec.name!r} version {spec.version} was already evaluated with different prompt, generation, metric "
+            f"or judge settings (e.g. run {other[0]}). Bump `version` in the spec (scores made under different rules "
+            "must not be ranked together), or restore the settings of that version.")
 
 
 def write_comparisons(con, spec: EvalSpec, run_ids: list[str]) -> int:

@@ -145,6 +145,23 @@ class EvalSpec(BaseModel):
                 raise ValueError(f"metrics[{key}]: unknown metric(s) {bad}; registered: {sorted(known)}")
         return self
 
+    def fingerprint(self) -> str:
+        """Hash of everything that decides how an item is prompted and scored (system prompt, generation settings,
+        metrics and their parameters, judge rubric and its version, bootstrap): two runs under the same spec name and
+        version must agree on it, so a changed prompt or metric without a version bump is refused, not mixed."""
+        import hashlib
+        import json
+
+        from evaluation.judges.rubric import get_rubric
+
+        body = self.model_dump(mode="json", include={"generation", "metrics", "metric_params", "bootstrap"})
+        body["system_prompt"] = self.data.system_prompt
+        body["judge"] = self.judge.model_dump(mode="json", exclude={"jury", "max_items"})
+        body["judge"]["rubric_version"] = get_rubric(self.judge.rubric).version if self.judge.enabled else None
+        body["judge"]["jury"] = sorted(m.name for m in self.judge.jury)
+        body["generation"].pop("batch_size", None)  # throughput only
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
     def metrics_for(self, task: str, answer_type: str) -> list[str]:
         from evaluation.metrics import default_metrics
 

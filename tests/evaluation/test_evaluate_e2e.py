@@ -106,3 +106,10 @@ def test_evaluate_writes_tables_and_marts_then_reuses_cache(eval_warehouse, dbt_
         after = {t: _count(con, t) for t in before}
         assert after == before
         assert con.execute("select bool_and(is_cached) from evaluation.predictions").fetchone()[0]
+
+    # a changed prompt/metric setting under the same spec version is refused before any work; batch size is not
+    from ehrforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Bump `version`"):
+        evaluate(_spec(generation={"max_new_tokens": 17, "batch_size": 16}), progress=False)
+    assert _spec(generation={"max_new_tokens": 16, "batch_size": 4}).fingerprint() == spec.fingerprint()
