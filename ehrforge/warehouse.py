@@ -236,6 +236,10 @@ def write_table(
     """
     schema, name = split_name(table)
     df = df.copy()
+    for col in df.columns:
+        # an all-NULL object column would become DuckDB's NULL type, and a later non-NULL write would fail
+        if df[col].dtype == object and df[col].isna().all():
+            df[col] = df[col].astype("string")
     if run is not None:
         for col, value in run.columns().items():
             df[col] = value
