@@ -79,3 +79,11 @@ def test_optional_dependencies_fail_clearly_when_missing():
         assert _liger(TrainConfig()) is False  # auto: skipped when not installed
         with pytest.raises(ConfigError, match="liger"):
             _liger(load_train_config(None, ["speed.liger=true"]))
+
+
+def test_cli_validate_only(capsys):
+    from training.launch import main
+
+    assert main(["--config", "training/configs/demo/tiny_lora.yaml", "--validate-only", "lora.r=4"]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["--config", "training/configs/demo/tiny_lora.yaml", "--validate-only", "lora.r=zero"]) == 2
