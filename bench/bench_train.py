@@ -92,8 +92,13 @@ def build_model(size: str, attn: str, dtype):
     cfg = LlamaConfig(**SHAPES[size], max_position_embeddings=131072, attn_implementation=attn)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    with torch.device(device):
-        model = LlamaForCausalLM(cfg).to(dtype)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # build in bf16 directly: an fp32 8B model would take 32 GB first
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(prev)
     model.config.use_cache = False
     return model
 
