@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo test test-slow test-gpu bench bench-warehouse bench-train clean
+        demo test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -84,6 +84,7 @@ demo: $(STAMP) ## the whole path on the demo: data, dbt build, checks, synthesis
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory expectations
 	$(MAKE) --no-print-directory synthesize
+	$(MAKE) --no-print-directory expectations ARGS="--suite instructions"
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory evaluate
 	$(MAKE) --no-print-directory report
@@ -97,8 +98,20 @@ test-slow: $(STAMP) ## slow tests too (multi-process training, 20x scaling)
 test-gpu: $(STAMP) ## GPU tests (needs CUDA)
 	$(PY) -m pytest -m gpu $(ARGS)
 
+bench-eval: $(STAMP) ## evaluation items/s (generation + scoring): batched pipeline vs naive per-item loop, tiny model on CPU
+	$(PY) bench/bench_eval.py $(ARGS)
+
+bench-expectations: $(STAMP) ## events suite (DuckDB frames + GX) vs whole-mart pandas GX at N=1/5/20x the demo
+	$(PY) bench/bench_expectations.py $(ARGS)
+
 bench-warehouse: $(STAMP) ## dbt build vs one-scan floor at N=1 and N=20 (wall, rows/s, ratio, peak RSS)
 	$(PY) bench/bench_warehouse.py $(ARGS)
+
+bench-synthesis: $(STAMP) ## synthesis rows/s on the demo and the 20x demo; LLM calls/s and cached re-run
+	$(PY) bench/bench_synthesis.py $(ARGS)
+
+bench-llm: $(STAMP) ## LLM client: transformers backend vs naive loop, openai backend at concurrency 1/4/16, cached re-run (ARGS="--gpu" on a GPU)
+	$(PY) bench/bench_llm.py $(ARGS)
 
 bench-train: $(STAMP) ## training speed on a GPU (ours vs HF Trainer + padding): make bench-train ARGS="speed --size 1b"
 	$(PY) bench/bench_train.py $(or $(ARGS),speed --size 1b)

@@ -104,9 +104,9 @@ def build_tiny_model(
 def warehouse_texts(con, limit: int = 2000) -> list[str]:
     """Text to train the tokenizer on: note text and event labels/values from the marts."""
     texts: list[str] = []
-    if con.execute(
-        "select count(*) from information_schema.tables where table_schema='marts' and table_name='fct_notes'"
-    ).fetchone()[0]:
+    from ehrforge.warehouse import table_exists
+
+    if table_exists(con, "marts.fct_notes"):
         texts += [r[0] for r in con.execute(
             "select clean_text from marts.fct_notes where clean_text is not null order by note_id limit ?", [limit]
         ).fetchall()]

@@ -87,6 +87,18 @@ def session(path: str | Path | None = None, **kw) -> Iterator[duckdb.DuckDBPyCon
         con.close()
 
 
+def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
+    """First row of a query, with the result fully consumed. DuckDB 2.0 keeps a result open after `fetchone()`
+    and refuses other work on the connection (`register`, a new transaction) until it is drained."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    row = fetch_one(con, sql, params)
+    return row[0] if row else None
+
+
 def split_name(table: str) -> tuple[str, str]:
     if "." not in table:
         raise WarehouseError(f"table name {table!r} must be schema-qualified, e.g. synthesis.instructions")
@@ -99,11 +111,9 @@ def split_name(table: str) -> tuple[str, str]:
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = split_name(table)
-    row = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchone()
-    return bool(row and row[0])
+    return bool(fetch_scalar(
+        con, "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
+    ))
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -130,9 +140,9 @@ def check_last_build(con: duckdb.DuckDBPyConnection) -> None:
     """Marts are trusted only if the most recent `dbt build` finished without errors."""
     if not table_exists(con, "meta.dbt_builds"):
         return
-    row = con.execute(
-        "select invocation_id, n_errors, failed_nodes from meta.dbt_builds order by finished_at desc limit 1"
-    ).fetchone()
+    row = fetch_one(
+        con, "select invocation_id, n_errors, failed_nodes from meta.dbt_builds order by finished_at desc limit 1"
+    )
     if row and row[1]:
         raise WarehouseError(
             f"the last dbt build ({row[0]}) failed ({row[1]} error(s): {row[2]}); the marts may be stale or "
@@ -226,6 +236,10 @@ def write_table(
     """
     schema, name = split_name(table)
     df = df.copy()
+    for col in df.columns:
+        # an all-NULL object column would become DuckDB's NULL type, and a later non-NULL write would fail
+        if df[col].dtype == object and df[col].isna().all():
+            df[col] = df[col].astype("string")
     if run is not None:
         for col, value in run.columns().items():
             df[col] = value

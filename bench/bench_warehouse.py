@@ -1,0 +1,120 @@
+"""Warehouse build speed: `dbt build` vs the floor of one DuckDB scan over the same input files.
+
+    python bench/bench_warehouse.py                  # N = 1 and 20 (makes bench/out/demo_x20 first if absent)
+    python bench/bench_warehouse.py --n 1            # demo only
+
+For each N it prints wall time, input rows/s, the ratio to the floor and peak RSS. The floor reads every raw
+file the project declares as a source once (`count(*)` over `read_csv`, same dialect as the build) in one DuckDB
+process; the build is the full `dbt build` (sources, staging, marts and all tests) into a fresh DuckDB file.
+Each measurement runs in its own process so its peak RSS is its own. Targets (2 cores): demo build < 60 s;
+at 20x, wall <= 2x floor and peak RSS <= 4 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CSV = "header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"'"
+
+
+def _input_files(root: Path, note_root: Path) -> list[Path]:
+    from ehrforge.build import _source_tables
+
+    files = []
+    for module, table, _cols, _opt in _source_tables():
+        folder = note_root if module == "note" else root / module
+        path = folder / f"{table}.csv.gz"
+        if path.exists():
+            files.append(path)
+    return files
+
+
+def child_floor(root: Path, note_root: Path) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("set preserve_insertion_order = false")
+    t = time.perf_counter()
+    rows = 0
+    for f in _input_files(root, note_root):
+        opts = CSV + (", strict_mode = false" if f.name == "d_hcpcs.csv.gz" else "")
+        rows += con.execute(f"select count(*) from read_csv('{f}', {opts})").fetchall()[0][0]
+    return {"wall_s": time.perf_counter() - t, "rows": rows}
+
+
+def child_build(root: Path, note_root: Path, db: Path) -> dict:
+    os.environ.update({"MIMIC_ROOT": str(root), "MIMIC_NOTE_ROOT": str(note_root), "EHRFORGE_DUCKDB": str(db),
+                       "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+    if db.exists():
+        db.unlink()
+    from ehrforge.build import run_dbt
+
+    t = time.perf_counter()
+    ok = run_dbt(["build", "--quiet"])
+    return {"wall_s": time.perf_counter() - t, "ok": ok}
+
+
+def measure(kind: str, root: Path, note_root: Path, db: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--root", str(root), "--note-root", str(note_root), "--db", str(db)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, nargs="*", default=[1, 20])
+    p.add_argument("--child", choices=["floor", "build"])
+    p.add_argument("--root", type=Path)
+    p.add_argument("--note-root", type=Path)
+    p.add_argument("--db", type=Path)
+    args = p.parse_args()
+
+    if args.child:
+        res = child_floor(args.root, args.note_root) if args.child == "floor" else child_build(args.root, args.note_root, args.db)
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(res))
+        return
+
+    demo = Path(os.environ.get("MIMIC_ROOT", REPO.parent / "shared/data/mimic-iv-demo"))
+    demo_notes = Path(os.environ.get("MIMIC_NOTE_ROOT", REPO / "data/demo-note/note"))
+    if not (demo_notes / "discharge.csv.gz").exists():
+        from ehrforge.demo_data import build_demo_notes
+
+        build_demo_notes(demo, REPO.parent / "shared/data/pmc-patients-sample/pmc_patients_sample.csv", demo_notes)
+    out = REPO / "bench" / "out"
+    print(f"{'N':>3} {'input rows':>12} {'floor s':>8} {'build s':>8} {'ratio':>6} {'rows/s':>10} "
+          f"{'floor RSS MB':>12} {'build RSS MB':>12}")
+    for n in args.n:
+        if n == 1:
+            root, note_root = demo, demo_notes
+        else:
+            root = out / f"demo_x{n}"
+            note_root = root / "note"
+            if not (root / "icu" / "chartevents.csv.gz").exists():
+                subprocess.run([sys.executable, str(REPO / "bench/scale_demo.py"), "--n", str(n), "--src", str(demo),
+                                "--notes", str(demo_notes), "--out", str(root)], check=True)
+        floor = measure("floor", root, note_root, out / "floor.duckdb")
+        build = measure("build", root, note_root, out / f"bench_x{n}.duckdb")
+        if not build["ok"]:
+            raise SystemExit(f"dbt build failed at N={n}")
+        ratio = build["wall_s"] / floor["wall_s"]
+        print(f"{n:>3} {floor['rows']:>12,} {floor['wall_s']:>8.1f} {build['wall_s']:>8.1f} {ratio:>6.2f} "
+              f"{floor['rows'] / build['wall_s']:>10,.0f} {floor['peak_rss_mb']:>12,.0f} {build['peak_rss_mb']:>12,.0f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

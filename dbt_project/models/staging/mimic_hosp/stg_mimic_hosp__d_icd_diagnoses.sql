@@ -1,0 +1,6 @@
+with source as (select * from {{ source('mimic_hosp', 'd_icd_diagnoses') }}),
+renamed as (
+    select trim(icd_code) as icd_code, cast(icd_version as integer) as icd_version, long_title
+    from source
+)
+select * from renamed

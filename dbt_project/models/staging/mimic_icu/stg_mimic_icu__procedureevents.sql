@@ -1,0 +1,17 @@
+with source as (select * from {{ source('mimic_icu', 'procedureevents') }}),
+renamed as (
+    select
+        cast(subject_id as bigint) as subject_id,
+        cast(hadm_id as bigint) as hadm_id,
+        cast(stay_id as bigint) as stay_id,
+        cast(starttime as timestamp) as starttime,
+        cast(endtime as timestamp) as endtime,
+        cast(itemid as integer) as itemid,
+        cast(value as double) as value,
+        valueuom,
+        location,
+        cast(orderid as bigint) as orderid,
+        statusdescription
+    from source
+)
+select * from renamed

@@ -1,0 +1,14 @@
+"""Set f1 of a list answer (items normalised; separators ; , newline or a JSON list)."""
+
+from evaluation.metrics import MetricInput, register_metric
+from evaluation.metrics._sets import prf
+
+
+@register_metric("set_f1", higher_is_better=True, aggregation="mean", answer_types=("set",))
+def set_f1(items: list[MetricInput]) -> list[float | None]:
+    """Set f1 per item; None when the reference list is empty but the prediction is not."""
+    out = []
+    for it in items:
+        s = prf(it.prediction, it.reference)
+        out.append(None if s is None else s[2])
+    return out

@@ -1,0 +1,175 @@
+"""Render the results marts as a small HTML report with PNG plots.
+
+    python -m evaluation.report [--spec demo] [--out reports]        # = make report
+
+Reads results.results_leaderboard and results.results_finetune_vs_base (run `make evaluate` first). For every spec,
+its latest version and data version: a leaderboard plot (the headline metric of each task, one bar per model, 95%
+CI whiskers), one plot per task (every metric), the fine-tune vs base deltas, and the tables behind them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ehrforge.errors import EhrforgeError
+
+log = logging.getLogger(__name__)
+
+HEADLINE = ["auroc", "numeric_match", "set_f1", "judge_score", "rouge_l", "accuracy", "exact_match"]
+LEADERBOARD = "results.results_leaderboard"
+COMPARISON = "results.results_finetune_vs_base"
+
+
+def load(con, spec: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from ehrforge import warehouse
+
+    warehouse.require_tables(con, [LEADERBOARD, COMPARISON],
+                             hint="run `make evaluate` (it builds the results marts), or `make build`")
+    board = con.execute(f"select * from {LEADERBOARD}").df()
+    if spec:
+        board = board[board["spec_name"] == spec]
+    if board.empty:
+        raise EhrforgeError(f"{LEADERBOARD} has no rows{' for spec ' + repr(spec) if spec else ''}: run "
+                            "`make evaluate CONFIG=evaluation/specs/<name>.yaml` first")
+    # per spec: the latest version, and within it the latest data version
+    latest = (board.sort_values("evaluated_at").groupby("spec_name").tail(1)[["spec_name", "spec_version",
+                                                                               "data_version"]])
+    board = board.merge(latest, on=["spec_name", "spec_version", "data_version"])
+    cmp = con.execute(f"select * from {COMPARISON}").df().merge(latest, on=["spec_name", "spec_version",
+                                                                             "data_version"])
+    return board, cmp
+
+
+def headline(metrics: list[str]) -> str:
+    return next((m for m in HEADLINE if m in metrics), sorted(metrics)[0])
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
+
+
+def _bars(ax, df: pd.DataFrame, group: str, series: str, title: str) -> None:
+    import numpy as np
+
+    groups = list(dict.fromkeys(df[group]))
+    names = sorted(df[series].unique())
+    width = 0.8 / max(1, len(names))
+    x = np.arange(len(groups))
+    for i, name in enumerate(names):
+        sub = df[df[series] == name].set_index(group).reindex(groups)
+        vals = sub["value"].astype(float).to_numpy()
+        lo = (vals - sub["ci_low"].astype(float).to_numpy())
+        hi = (sub["ci_high"].astype(float).to_numpy() - vals)
+        err = np.nan_to_num(np.vstack([lo, hi]), nan=0.0).clip(min=0)
+        ax.bar(x + i * width - 0.4 + width / 2, np.nan_to_num(vals), width, yerr=err, capsize=3, label=name)
+    ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(0, max(1.0, float(df["ci_high"].max() or 0) if df["ci_high"].notna().any() else 1.0))
+    ax.legend(fontsize=8)
+
+
+def _table(df: pd.DataFrame, cols: list[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.3f}"
+        return html.escape("" if v is None or v is pd.NA else str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    rows = "".join("<tr>" + "".join(f"<td>{fmt(r[c])}</td>" for c in cols) + "</tr>" for _, r in df.iterrows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def render(board: pd.DataFrame, cmp: pd.DataFrame, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>ehrforge evaluation report</title><style>"
+             "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
+             "img{max-width:100%}</style></head><body><h1>ehrforge evaluation report</h1>"
+             "<p>From <code>results.results_leaderboard</code> and <code>results.results_finetune_vs_base</code>. "
+             "Whiskers: percentile bootstrap 95% CIs over items.</p>"]
+    for spec, sb in board.groupby("spec_name"):
+        ver, dv = sb["spec_version"].iloc[0], sb["data_version"].iloc[0]
+        parts.append(f"<h2>spec {html.escape(spec)} v{ver} &middot; dataset {html.escape(str(sb['dataset'].iloc[0]))}"
+                     f" ({html.escape(str(sb['split'].iloc[0]))}, data version {html.escape(str(dv))})</h2>")
+        scored = sb[sb["value"].notna()]
+        heads = (scored if not scored.empty else sb).groupby("task")["metric"].apply(
+            lambda m: headline(list(m))).rename("hm").reset_index()
+        top = sb.merge(heads, left_on=["task", "metric"], right_on=["task", "hm"])
+        top = top.assign(label=top["task"] + "\n" + top["metric"])
+        fig, ax = plt.subplots(figsize=(max(6, 1.3 * top["task"].nunique()), 4))
+        _bars(ax, top, "label", "model_name", f"{spec} v{ver}: headline metric per task")
+        fig.tight_layout()
+        name = f"leaderboard_{_slug(spec)}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        parts.append(f"<img src='{name}' alt='leaderboard'>")
+        parts.append(_table(top.sort_values(["task", "rank_in_task"]),
+                            ["task", "metric", "rank_in_task", "model_name", "model_kind", "value", "ci_low",
+                             "ci_high", "n_items"]))
+        for task, tb in sb.groupby("task"):
+            fig, ax = plt.subplots(figsize=(max(5, 0.9 * tb["metric"].nunique() + 2), 3.4))
+            _bars(ax, tb, "metric", "model_name", f"{task}")
+            fig.tight_layout()
+            name = f"task_{_slug(spec)}_{_slug(task)}.png"
+            fig.savefig(out / name, dpi=100)
+            plt.close(fig)
+            parts.append(f"<h3>{html.escape(task)}</h3><img src='{name}' alt='{html.escape(task)}'>")
+        cb = cmp[cmp["spec_name"] == spec]
+        if not cb.empty:
+            parts.append("<h3>fine-tune vs base</h3>")
+            cb = cb.sort_values(["finetune_model", "task", "metric"])
+            fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(cb))))
+            labels = cb["finetune_model"] + " | " + cb["task"] + " | " + cb["metric"]
+            colors = ["tab:gray" if pd.isna(v) or d == 0 else ("tab:green" if bool(v) else "tab:red")
+                      for v, d in zip(cb["is_improved"], cb["delta"].fillna(0))]
+            ax.barh(labels, cb["delta"].astype(float).fillna(0.0), color=colors)
+            ax.axvline(0, color="black", lw=0.8)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title("fine-tune minus base (green: better in the metric's direction)", fontsize=10)
+            fig.tight_layout()
+            name = f"finetune_vs_base_{_slug(spec)}.png"
+            fig.savefig(out / name, dpi=100)
+            plt.close(fig)
+            parts.append(f"<img src='{name}' alt='fine-tune vs base'>")
+            parts.append(_table(cb, ["finetune_model", "base_model", "task", "metric", "finetune_value", "base_value",
+                                     "delta", "is_improved", "is_ci_disjoint", "n_paired", "n_finetune_higher",
+                                     "n_base_higher"]))
+    parts.append("</body></html>")
+    index = out / "index.html"
+    index.write_text("\n".join(parts))
+    return index
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ehrforge import warehouse
+    from ehrforge.paths import REPO_ROOT
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", help="only this spec (default: every spec, latest version)")
+    parser.add_argument("--out", default=str(REPO_ROOT / "reports"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        with warehouse.session(read_only=True, wait_s=30) as con:
+            board, cmp = load(con, args.spec)
+        index = render(board, cmp, Path(args.out))
+    except EhrforgeError as exc:
+        sys.exit(f"error: {exc}")
+    n_png = len(list(Path(args.out).glob("*.png")))
+    print(f"report: {index} ({n_png} plots, {board['run_id'].nunique()} runs, {len(board)} leaderboard rows)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Instruction data from the warehouse marts: registered task families, one `synthesis.instructions` table.
+
+    make synthesize CONFIG=synthesis/configs/demo.yaml      # = python -m synthesis.cli --config ...
+
+Every row carries its lineage (event ids / outcome id / note id, time window, template id, prompt hash, generator
+model, seed) and the split of its patient (marts.dim_splits). See docs/readme/synthesis.md.
+"""
+
+INSTRUCTIONS_TABLE = "synthesis.instructions"
+LLM_OUTPUTS_TABLE = "synthesis.llm_outputs"
+NOTE_REPORT_TABLE = "synthesis.note_generation_report"
+
+INSTRUCTION_COLUMNS = [
+    "instruction_id", "dataset", "task", "task_version", "split", "subject_id", "hadm_id", "context",
+    "instruction", "answer", "answer_type", "lineage", "template_id", "prompt_hash", "generator_model", "seed",
+]
+ANSWER_TYPES = ("text", "yes_no", "set", "number")

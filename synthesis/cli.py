@@ -1,0 +1,195 @@
+"""Build an instruction set from the warehouse marts into synthesis.instructions, then export it.
+
+    python -m synthesis.cli --config synthesis/configs/demo.yaml [key=value ...]     # = make synthesize
+    python -m synthesis.cli --config synthesis/configs/demo.yaml --list-tasks
+
+Deterministic for a seed; the run id is `synthesis-<config hash>` and a re-run of a dataset replaces that dataset's
+rows (no duplicates). Prints a table of counts per task and split at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import pandas as pd
+
+from ehrforge import warehouse
+from ehrforge.errors import EhrforgeError, InputDataError
+from synthesis import (ANSWER_TYPES, INSTRUCTION_COLUMNS, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE,
+                       NOTE_REPORT_TABLE)
+from synthesis.config import SynthesisConfig, load_synthesis_config
+from synthesis.context import BuildContext
+from synthesis.llm_io import finalize_extra_tables
+from synthesis.registry import TASKS, load_all_tasks
+
+log = logging.getLogger("synthesis")
+
+
+def _order(names: list[str]) -> list[str]:
+    """Tasks in dependency order (a paraphrase task runs after the tasks whose questions it rephrases)."""
+    done: list[str] = []
+    pending = list(names)
+    while pending:
+        progressed = False
+        for n in list(pending):
+            if all(d in done or d not in names for d in TASKS[n].depends_on):
+                done.append(n)
+                pending.remove(n)
+                progressed = True
+        if not progressed:
+            raise InputDataError(f"task dependency cycle among {pending}")
+    return done
+
+
+def validate_rows(rows: pd.DataFrame) -> None:
+    """Refuse to write rows that break the table's contract (nothing is written then)."""
+    problems = []
+    if rows["instruction_id"].duplicated().any():
+        dups = rows.loc[rows["instruction_id"].duplicated(), "instruction_id"].head(3).tolist()
+        problems.append(f"duplicate instruction_id: {dups}")
+    for col in ("split", "instruction", "answer", "answer_type", "lineage", "task", "task_version"):
+        bad = rows[col].isna() | (rows[col].astype(str).str.strip() == "")
+        if bad.any():
+            example = rows.loc[bad, "instruction_id"].head(2).tolist()
+            problems.append(f"{bad.sum()} row(s) with empty {col} (e.g. {example})")
+    bad_types = sorted(set(rows["answer_type"]) - set(ANSWER_TYPES))
+    if bad_types:
+        problems.append(f"unknown answer_type {bad_types}")
+    if problems:
+        raise InputDataError("instruction rows failed validation, nothing written: " + "; ".join(problems))
+
+
+def synthesize(cfg: SynthesisConfig, con=None) -> dict:
+    """Run every enabled task of `cfg`, write synthesis.instructions (replacing this dataset), export.
+    Returns a summary: run_id, counts (DataFrame task x split), per-task stats, wall time, export paths."""
+    load_all_tasks()
+    own = con is None
+    con = con or warehouse.connect(must_exist=True)
+    started = time.monotonic()
+    try:
+        needed = sorted({m for n in cfg.tasks for m in TASKS[n].source_marts if m.startswith("marts.")}
+                        | {"marts.dim_splits", "marts.dim_admissions"})
+        warehouse.require_tables(con, needed)
+        run = warehouse.start_run(con, job="synthesis", config=cfg)
+        try:
+            ctx = BuildContext(con=con, cfg=cfg, run=run).load()
+            names = [n for n in cfg.tasks if cfg.task_config(n).enabled]
+            timings = {}
+            for name in _order(names):
+                t0 = time.monotonic()
+                task = TASKS[name]
+                rows = task.build(ctx, cfg.task_config(name))
+                for r in rows:
+                    r["split"] = ctx.split_of(r["subject_id"])
+                    r["dataset"] = cfg.dataset
+                ctx.rows_so_far[name] = rows
+                timings[name] = time.monotonic() - t0
+                log.info("%s: %d rows in %.1fs", name, len(rows), timings[name])
+            all_rows = [r for n in ctx.rows_so_far for r in ctx.rows_so_far[n]]
+            df = pd.DataFrame(all_rows, columns=INSTRUCTION_COLUMNS)
+            df["subject_id"] = df["subject_id"].astype("int64")
+            df["hadm_id"] = df["hadm_id"].astype("Int64")
+            df["seed"] = df["seed"].astype("int64")
+            if df.empty:
+                raise InputDataError("the config produced no instruction rows; raise the quotas or enable tasks")
+            validate_rows(df)
+            finalize_extra_tables(ctx)
+            _write_instructions(con, df, run, cfg.dataset)
+            for table in (LLM_OUTPUTS_TABLE, NOTE_REPORT_TABLE):
+                extra = ctx.extra_tables.get(table)
+                if extra is not None and len(extra):
+                    warehouse.write_table(con, table, extra, run, replace="key", key=["dataset"])
+                elif warehouse.table_exists(con, table):  # this run made none: drop the dataset's stale ones
+                    con.execute(f"delete from {table} where dataset = ?", [cfg.dataset])
+            warehouse.finish_run(con, run)
+        except BaseException:
+            warehouse.finish_run(con, run, status="failed")
+            raise
+        counts = summary_counts(con, cfg.dataset)
+        export_paths = None
+        if cfg.export:
+            from synthesis.export import export_dataset
+
+            export_paths = export_dataset(con, cfg.dataset, cfg.export_dir, ctx.stats)
+        return {"run_id": run.run_id, "counts": counts, "stats": ctx.stats, "timings": timings,
+                "n_rows": len(df), "wall_s": time.monotonic() - started, "export": export_paths}
+    finally:
+        if own:
+            con.close()
+
+
+def _write_instructions(con, df: pd.DataFrame, run, dataset: str) -> None:
+    # one dataset = one config's output: replacing by dataset keeps a re-run (or an edited config) duplicate-free
+    warehouse.write_table(con, INSTRUCTIONS_TABLE, df, run, replace="key", key=["dataset"])
+
+
+def summary_counts(con, dataset: str) -> pd.DataFrame:
+    df = con.execute(
+        f"select task, split, count(*) n from {INSTRUCTIONS_TABLE} where dataset = ? group by all", [dataset]).df()
+    table = df.pivot_table(index="task", columns="split", values="n", aggfunc="sum", fill_value=0)
+    for s in ("train", "val", "test"):
+        if s not in table.columns:
+            table[s] = 0
+    table = table[["train", "val", "test"]]
+    table["total"] = table.sum(axis=1)
+    table.loc["total"] = table.sum(axis=0)
+    return table.astype(int)
+
+
+def print_summary(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    counts: pd.DataFrame = result["counts"]
+    t = Table(title=f"synthesis run {result['run_id']} ({result['n_rows']} rows, {result['wall_s']:.1f}s)")
+    t.add_column("task")
+    for c in counts.columns:
+        t.add_column(c, justify="right")
+    t.add_column("notes")
+    for task in sorted(set(result["stats"]) - set(counts.index)):  # LLM tasks whose outputs were all rejected
+        counts.loc[task] = 0
+    counts = counts.loc[sorted(i for i in counts.index if i != "total") + ["total"]]
+    for task, row in counts.iterrows():
+        st = result["stats"].get(task, {})
+        note = ""
+        if "llm_requests" in st:
+            note = f"{st['llm_requests']} prompts: {st['llm_calls']} calls, {st['llm_cached']} cached"
+            if "accepted" in st:
+                note += f"; {st['accepted']} accepted"
+            rej = st.get("rejections")
+            if rej:
+                note += "; rejected " + ", ".join(f"{k}={v}" for k, v in sorted(rej.items()))
+        t.add_row(str(task), *[str(v) for v in row.tolist()], note)
+    Console().print(t)
+    if result.get("export"):
+        print(f"exported to {result['export']['dir']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="synthesis/configs/demo.yaml")
+    parser.add_argument("--list-tasks", action="store_true", help="print the registered tasks and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. seed=3 tasks.template_qa.quota=50")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.list_tasks:
+            for name, task in sorted(load_all_tasks().items()):
+                print(f"{name:18s} v{task.version:5s} llm={str(task.uses_llm).lower():5s} {', '.join(task.source_marts)}")
+            return 0
+        overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
+        cfg = load_synthesis_config(args.config, overrides)
+        result = synthesize(cfg)
+        print_summary(result)
+        return 0
+    except EhrforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

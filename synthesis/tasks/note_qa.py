@@ -1,0 +1,205 @@
+"""Note QA through the LLM client: Asclepius's 8 task types, and LLemr-style reasoning QA over the hospital course.
+
+For each sampled (note, task type) the generator gets the task description, few-shot examples and the note, and
+must reply with one JSON object {"instruction": ..., "answer": ...}. Outputs are parsed and filtered (see
+llm_io.check_instruction_answer plus task checks: extracted entities must occur in the note, unanswerable
+questions must carry the canonical answer and answerable ones must not); rejected outputs are kept in
+synthesis.llm_outputs with their reason and never become rows.
+
+Bootstrapping (Asclepius): requests run in `bootstrap_rounds` rounds; outputs accepted in earlier rounds join the
+example pool of their task type for later rounds, within the same split only (no text crosses splits).
+
+On the demo the notes are PMC-Patients case summaries (chief complaint / HPI / brief hospital course) that do NOT
+describe the admission they are attached to: with `notes_describe_admission: false` every row's lineage says so.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import Field, field_validator
+
+from synthesis.llm_io import (UNANSWERABLE, OutputLog, Rejected, check_instruction_answer, dumps, generator_model,
+                              parse_json_object, prompt_hash, run_requests)
+from synthesis.registry import Task, TaskConfig, instruction_id, register_task, stable_hash, take_quota
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "asclepius.yaml"
+ASCLEPIUS_TASKS = ("named_entity_recognition", "abbreviation_expansion", "relation_extraction",
+                   "temporal_information_extraction", "coreference_resolution", "paraphrasing", "summarization",
+                   "question_answering")
+SYSTEM = ("You write instruction-tuning data from clinical notes. Reply with exactly one JSON object "
+          '{"instruction": "...", "answer": "..."} and nothing else.')
+
+
+@lru_cache(maxsize=1)
+def load_seeds() -> dict:
+    return yaml.safe_load(SEEDS.read_text())
+
+
+class NoteQAConfig(TaskConfig):
+    quota: int = Field(24, ge=0)  # LLM requests (rows are the accepted ones)
+    task_types: list[str] = list(ASCLEPIUS_TASKS)
+    sections: list[str] | None = Field(None, description="note sections used as context; null = the whole note")
+    note_max_chars: int = Field(4000, ge=200)
+    n_shots: int = Field(2, ge=0)
+    bootstrap_rounds: int = Field(2, ge=1)
+    unanswerable_fraction: float = Field(0.1, ge=0, le=1, description="share of QA requests asking for an "
+                                         "unanswerable question")
+    notes_describe_admission: bool = Field(True, description="false for the demo (PMC-Patients stand-in notes)")
+    max_new_tokens: int = Field(256, ge=8)
+    max_answer_chars: int = 2000
+
+    @field_validator("task_types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        bad = sorted(set(v) - set(ASCLEPIUS_TASKS) - {"reasoning_qa"})
+        if bad or not v:
+            raise ValueError(f"unknown task type(s) {bad}; known: {', '.join(ASCLEPIUS_TASKS)}, reasoning_qa")
+        return v
+
+
+class ReasoningQAConfig(NoteQAConfig):
+    quota: int = Field(12, ge=0)
+    task_types: list[str] = ["reasoning_qa"]
+    sections: list[str] | None = ["brief_hospital_course"]
+
+
+SECTION_TITLES = {"chief_complaint": "Chief Complaint", "history_of_present_illness": "History of Present Illness",
+                  "past_medical_history": "Past Medical History", "brief_hospital_course": "Brief Hospital Course",
+                  "discharge_diagnosis": "Discharge Diagnosis", "discharge_medications": "Discharge Medications",
+                  "discharge_instructions": "Discharge Instructions", "impression": "Impression"}
+
+
+class _NoteTask(Task):
+    def _notes(self, ctx, cfg):
+        ctx.con.register("_synth_cohort", ctx.admissions[["hadm_id"]])
+        try:
+            cols = ", ".join(SECTION_TITLES)
+            notes = ctx.con.execute(
+                f"select n.note_id, n.subject_id, n.hadm_id, n.note_type, n.clean_text, {cols} from marts.fct_notes n "
+                "join _synth_cohort c using (hadm_id) where n.note_type = 'discharge' order by n.note_id").df()
+        finally:
+            ctx.con.unregister("_synth_cohort")
+        out = []
+        for n in notes.to_dict("records"):
+            if cfg.sections:
+                parts = [f"{SECTION_TITLES[s]}: {str(n[s]).strip()}" for s in cfg.sections
+                         if n.get(s) is not None and str(n[s]).strip() and str(n[s]) != "nan"]
+                text = "\n".join(parts)
+            else:
+                text = (n["clean_text"] or "").strip()
+            if len(text) >= 200:
+                out.append((n, text[: cfg.note_max_chars]))
+        return out
+
+    def _prompt(self, task_type: str, note_text: str, shots: list[dict], unanswerable: bool) -> list[dict]:
+        seeds = load_seeds()
+        spec = seeds["reasoning_qa"] if task_type == "reasoning_qa" else seeds["tasks"][task_type]
+        lines = [f"Task type: {task_type.replace('_', ' ')}.", spec["description"], ""]
+        for i, ex in enumerate(shots, 1):
+            lines += [f"Example {i} (for a different note):",
+                      json.dumps({"instruction": ex["instruction"], "answer": ex["answer"]}, ensure_ascii=False), ""]
+        if unanswerable:
+            lines += [seeds["unanswerable_instruction"].strip(), ""]
+        lines += ["Note:", note_text, "", "Reply with the JSON object only."]
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+    @staticmethod
+    def check(task_type: str, obj: dict, note_text: str, unanswerable: bool, max_answer_chars: int) -> tuple[str, str]:
+        ins, ans = check_instruction_answer(obj, note_text, max_answer_chars=max_answer_chars)
+        is_unans = ans.strip().rstrip(".").lower() == UNANSWERABLE.rstrip(".").lower()
+        if unanswerable and not is_unans:
+            raise Rejected("unanswerable_mismatch", "asked for an unanswerable question, got an answer")
+        if not unanswerable and is_unans:
+            raise Rejected("unexpected_unanswerable")
+        if unanswerable:
+            return ins, UNANSWERABLE
+        low = note_text.lower()
+        if task_type == "named_entity_recognition":
+            items = [a.strip() for a in ans.split(";") if a.strip()]
+            missing = [a for a in items if a.lower() not in low]
+            if not items or missing:
+                raise Rejected("entity_not_in_note", "; ".join(missing[:3]))
+        if task_type == "abbreviation_expansion":
+            pairs = [p.split(":", 1)[0].strip() for p in ans.split(";") if ":" in p]
+            if not pairs or any(p.lower() not in low for p in pairs):
+                raise Rejected("abbreviation_not_in_note")
+        if task_type == "coreference_resolution" and ans.lower() not in low:
+            raise Rejected("referent_not_in_note")
+        return ins, ans
+
+    def build(self, ctx, cfg) -> list[dict]:
+        notes = self._notes(ctx, cfg)
+        seeds = load_seeds()
+        # one candidate request per (note, task type); quota picks which, balanced over task types
+        cands = []
+        for n, text in notes:
+            for tt in cfg.task_types:
+                rid = instruction_id(ctx.cfg.dataset, self.name, self.version, n["note_id"], tt)
+                unans = tt in ("question_answering", "reasoning_qa") and \
+                    int(stable_hash(ctx.seed, "unans", rid), 16) % 1000 < cfg.unanswerable_fraction * 1000
+                cands.append({"instruction_id": rid, "template_id": tt, "_n": n, "_text": text, "_unans": unans})
+        chosen = take_quota(cands, cfg.quota, ctx.seed, group_key="template_id")
+        chosen.sort(key=lambda c: stable_hash(ctx.seed, "round", c["instruction_id"]))
+        seed_pool = {tt: [dict(e, _id=f"seed:{tt}:{i}") for i, e in enumerate(
+            (seeds["reasoning_qa"] if tt == "reasoning_qa" else seeds["tasks"][tt])["examples"])]
+            for tt in cfg.task_types}
+        boot: dict[tuple[str, str], list[dict]] = {}  # (task type, split) -> accepted examples
+        log = OutputLog(ctx, self.name)
+        rows = []
+        from ehrforge.llm import Request
+
+        n_rounds = cfg.bootstrap_rounds
+        for rnd in range(n_rounds):
+            part = chosen[rnd::n_rounds]
+            reqs, meta = [], []
+            for c in part:
+                n, tt = c["_n"], c["template_id"]
+                split = ctx.split_of(n["subject_id"])
+                pool = seed_pool[tt] + boot.get((tt, split), [])
+                shots = sorted(pool, key=lambda e: stable_hash(ctx.seed, c["instruction_id"], e["_id"]))[: cfg.n_shots]
+                msgs = self._prompt(tt, c["_text"], shots, c["_unans"])
+                reqs.append(Request(id=c["instruction_id"], messages=msgs, contains_phi=True,
+                                    max_new_tokens=cfg.max_new_tokens, seed=ctx.seed))
+                meta.append((c, shots, msgs, split))
+            responses = run_requests(ctx, self.name, reqs)
+            for (c, shots, msgs, split), resp in zip(meta, responses):
+                n, tt = c["_n"], c["template_id"]
+                p_hash = prompt_hash(msgs)
+                if resp.error:
+                    log.add(c["instruction_id"], n["note_id"], p_hash, resp, "rejected", "call_failed")
+                    continue
+                try:
+                    ins, ans = self.check(tt, parse_json_object(resp.text), c["_text"], c["_unans"],
+                                          cfg.max_answer_chars)
+                except Rejected as rej:
+                    log.add(c["instruction_id"], n["note_id"], p_hash, resp, "rejected", rej.reason)
+                    continue
+                log.add(c["instruction_id"], n["note_id"], p_hash, resp, "accepted", instruction_id=c["instruction_id"])
+                boot.setdefault((tt, split), []).append({"instruction": ins, "answer": ans,
+                                                         "_id": c["instruction_id"]})
+                lineage = {"source_marts": self.source_marts, "note_id": n["note_id"], "hadm_id": int(n["hadm_id"]),
+                           "sections": cfg.sections or "all", "task_type": tt, "round": rnd,
+                           "shot_ids": [s["_id"] for s in shots], "unanswerable": c["_unans"],
+                           "note_describes_admission": cfg.notes_describe_admission, "cache_key": resp.cache_key}
+                rows.append({"instruction_id": c["instruction_id"], "task": self.name, "task_version": self.version,
+                             "subject_id": int(n["subject_id"]), "hadm_id": int(n["hadm_id"]), "context": c["_text"],
+                             "instruction": ins, "answer": ans, "answer_type": "text", "lineage": dumps(lineage),
+                             "template_id": tt, "prompt_hash": p_hash, "generator_model": generator_model(ctx),
+                             "seed": ctx.seed})
+        log.close()
+        return rows
+
+
+@register_task("note_qa", version="1.0", source_marts=["marts.fct_notes"], config=NoteQAConfig, uses_llm=True)
+class NoteQA(_NoteTask):
+    pass
+
+
+@register_task("note_reasoning_qa", version="1.0", source_marts=["marts.fct_notes"], config=ReasoningQAConfig,
+               uses_llm=True)
+class NoteReasoningQA(_NoteTask):
+    pass

@@ -1,0 +1,82 @@
+"""Shared fixtures. Everything builds from the real MIMIC-IV demo (MIMIC_ROOT, default ../shared/data).
+
+`demo_warehouse` runs the demo-notes adapter and a full in-process `dbt build` once per test session into
+a temporary DuckDB file and points EHRFORGE_DUCKDB at it; tests that write must copy it first
+(`warehouse_copy`) so they never disturb each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ehrforge.paths import REPO_ROOT
+
+SHARED = REPO_ROOT.parent / "shared" / "data"
+
+
+def _mimic_root() -> Path:
+    root = Path(os.environ.get("MIMIC_ROOT", SHARED / "mimic-iv-demo"))
+    if not (root / "hosp").is_dir():
+        pytest.fail(f"the MIMIC-IV demo is not at {root}: set MIMIC_ROOT (CI uses ../shared/data/mimic-iv-demo)")
+    return root
+
+
+def _pmc_csv() -> Path:
+    path = Path(os.environ.get("PMC_PATIENTS_CSV", SHARED / "pmc-patients-sample" / "pmc_patients_sample.csv"))
+    if not path.is_file():
+        pytest.fail(f"PMC-Patients sample not at {path}: set PMC_PATIENTS_CSV")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mimic_root() -> Path:
+    return _mimic_root()
+
+
+@pytest.fixture(scope="session")
+def demo_note_root(tmp_path_factory, mimic_root) -> Path:
+    from ehrforge.demo_data import build_demo_notes
+
+    out = tmp_path_factory.mktemp("demo-note") / "note"
+    build_demo_notes(mimic_root, _pmc_csv(), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dbt_env(tmp_path_factory, mimic_root, demo_note_root):
+    """Environment for in-process dbt runs: inputs, and target/log paths outside the source tree."""
+    tmp = tmp_path_factory.mktemp("dbt")
+    env = {
+        "MIMIC_ROOT": str(mimic_root),
+        "MIMIC_NOTE_ROOT": str(demo_note_root),
+        "DBT_TARGET_PATH": str(tmp / "target"),
+        "DBT_LOG_PATH": str(tmp / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(tmp_path_factory, dbt_env) -> Path:
+    """A DuckDB warehouse built by `dbt build` over the real demo. Treat as read-only."""
+    from ehrforge.build import run_dbt
+
+    path = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
+    os.environ["EHRFORGE_DUCKDB"] = str(path)
+    if not run_dbt(["build", "--quiet"]):
+        pytest.fail("dbt build on the demo failed; run `make build` to see why")
+    return path
+
+
+@pytest.fixture
+def warehouse_copy(demo_warehouse, tmp_path, monkeypatch) -> Path:
+    """A private, writable copy of the demo warehouse; EHRFORGE_DUCKDB points at it for this test."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo_warehouse, path)
+    monkeypatch.setenv("EHRFORGE_DUCKDB", str(path))
+    return path
