@@ -173,6 +173,9 @@ def run_variant(spec: str, size: str, examples: list[dict], args) -> dict:
 
 
 def cmd_speed(args) -> list[dict]:
+    if not Path(args.lengths).is_file():
+        sys.exit(f"error: no length file {args.lengths}: export one where the warehouse is, with "
+                 f"`python bench/bench_train.py lengths --out {args.lengths}`")
     lengths = json.loads(Path(args.lengths).read_text())["lengths"]
     lengths = [l for l in lengths if l[0] <= args.max_len]
     vocab = SHAPES[args.size]["vocab_size"]
