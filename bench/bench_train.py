@@ -92,8 +92,13 @@ def build_model(size: str, attn: str, dtype):
     cfg = LlamaConfig(**SHAPES[size], max_position_embeddings=131072, attn_implementation=attn)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    with torch.device(device):
-        model = LlamaForCausalLM(cfg).to(dtype)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # build in bf16 directly: an fp32 8B model would take 32 GB first
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(prev)
     model.config.use_cache = False
     return model
 
@@ -168,6 +173,9 @@ def run_variant(spec: str, size: str, examples: list[dict], args) -> dict:
 
 
 def cmd_speed(args) -> list[dict]:
+    if not Path(args.lengths).is_file():
+        sys.exit(f"error: no length file {args.lengths}: export one where the warehouse is, with "
+                 f"`python bench/bench_train.py lengths --out {args.lengths}`")
     lengths = json.loads(Path(args.lengths).read_text())["lengths"]
     lengths = [l for l in lengths if l[0] <= args.max_len]
     vocab = SHAPES[args.size]["vocab_size"]

@@ -141,6 +141,13 @@ def load_from_warehouse(con, cfg, splits: Sequence[str] = ("train", "val")) -> I
             f"available: {available}. Set data.dataset=<name>."
         )
     if has_splits:
+        orphan = df[df["subject_id"].notna() & df["patient_split"].isna()]
+        if len(orphan):
+            raise InputDataError(
+                f"{len(orphan)} instruction rows belong to patients missing from {cfg.splits_table} (e.g. subject "
+                f"{int(orphan.iloc[0]['subject_id'])}); every row must join to its patient's split: rebuild the "
+                "marts and the instruction set"
+            )
         bad = df[df["patient_split"].notna() & (df["patient_split"] != df["split"])]
         if len(bad):
             raise InputDataError(

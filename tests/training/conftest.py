@@ -22,6 +22,12 @@ FAST = [
 
 
 @pytest.fixture(scope="session")
+def fast() -> list[str]:
+    """Overrides that keep CPU training tests small (test modules do not import from conftest)."""
+    return list(FAST)
+
+
+@pytest.fixture(scope="session")
 def warehouse_file(tmp_path_factory) -> Path:
     src = os.environ.get("EHRFORGE_TRAIN_TEST_DUCKDB")
     dst = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"

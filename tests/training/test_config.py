@@ -64,3 +64,26 @@ def test_bad_configs_fail_clearly(overrides, fragment):
 def test_auto_distributed():
     assert TrainConfig(method="lora").resolved_distributed() == "ddp"
     assert TrainConfig(method="full").resolved_distributed() == "fsdp"
+
+
+def test_optional_dependencies_fail_clearly_when_missing():
+    import importlib.util
+
+    from training.recipes import qlora
+    from training.trainer import _liger
+
+    if not qlora.available():
+        with pytest.raises(ConfigError, match="bitsandbytes"):
+            qlora.prepare("unused", TrainConfig(method="qlora"), None)
+    if importlib.util.find_spec("liger_kernel") is None:
+        assert _liger(TrainConfig()) is False  # auto: skipped when not installed
+        with pytest.raises(ConfigError, match="liger"):
+            _liger(load_train_config(None, ["speed.liger=true"]))
+
+
+def test_cli_validate_only(capsys):
+    from training.launch import main
+
+    assert main(["--config", "training/configs/demo/tiny_lora.yaml", "--validate-only", "lora.r=4"]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["--config", "training/configs/demo/tiny_lora.yaml", "--validate-only", "lora.r=zero"]) == 2

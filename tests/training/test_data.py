@@ -106,6 +106,14 @@ def test_warehouse_split_mismatch_fails(train_env):
             load_from_warehouse(con, DataConfig(dataset="demo"))
 
 
+def test_patient_without_split_fails(train_env):
+    with warehouse.session() as con:
+        sid = con.execute("select subject_id from synthesis.instructions where split='train' limit 1").fetchone()[0]
+        con.execute("delete from marts.dim_splits where subject_id=?", [sid])
+        with pytest.raises(InputDataError, match="missing from marts.dim_splits"):
+            load_from_warehouse(con, DataConfig(dataset="demo"))
+
+
 def test_unknown_dataset_lists_available(train_env):
     with warehouse.session() as con, pytest.raises(InputDataError, match="available"):
         load_from_warehouse(con, DataConfig(dataset="nope"))

@@ -11,16 +11,15 @@ import sys
 import pytest
 
 from ehrforge import warehouse
-from tests.training.conftest import FAST
 
 pytestmark = pytest.mark.slow
 
 
-def test_two_cpu_processes_train_and_record(train_env):
+def test_two_cpu_processes_train_and_record(train_env, fast):
     import os
 
     cmd = [sys.executable, "-m", "training.launch", "--num-gpus", "2",
-           "--config", "training/configs/demo/tiny_lora.yaml", *FAST, "train.max_steps=6", "train.save_steps=3",
+           "--config", "training/configs/demo/tiny_lora.yaml", *fast, "train.max_steps=6", "train.save_steps=3",
            "train.eval_steps=3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,11 +7,18 @@ import pytest
 import torch
 
 from ehrforge import warehouse
-from tests.training.conftest import FAST
 from training.config import load_train_config, run_id_for
 from training.launch import run_dir_for, train
 
 CONFIG = "training/configs/demo/tiny_lora.yaml"
+
+
+FAST: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _fast(fast):
+    FAST[:] = fast
 
 
 def _cfg(*overrides):
