@@ -92,7 +92,7 @@ demo: $(STAMP) ## the whole path on the demo: data, dbt build, checks, synthesis
 test: $(STAMP) ## fast test suite (not slow/gpu/vllm) on the real demo data
 	$(PY) -m pytest $(ARGS)
 
-test-slow: $(STAMP) ## slow tests too (multi-process training, 20x scaling)
+test-slow: $(STAMP) ## slow tests too (two-process training over gloo, training bench on CPU)
 	$(PY) -m pytest -m "not gpu and not vllm" $(ARGS)
 
 test-gpu: $(STAMP) ## GPU tests (needs CUDA)

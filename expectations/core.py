@@ -1,6 +1,6 @@
 """The pieces every suite is made of: frames (small DuckDB query results) and the GX expectations run on them.
 
-Route (see docs/readme/expectations.md): Great Expectations 1.x cannot validate DuckDB through SQLAlchemy
+Route (see the README, section "Data quality"): Great Expectations 1.x cannot validate DuckDB through SQLAlchemy
 today (duckdb-engine: GX issues #10738, #11579), and loading a mart of hundreds of millions of rows into
 pandas does not scale. So DuckDB does the heavy lifting and GX validates what it hands back, which is small:
 

@@ -3,7 +3,7 @@
     make synthesize CONFIG=synthesis/configs/demo.yaml      # = python -m synthesis.cli --config ...
 
 Every row carries its lineage (event ids / outcome id / note id, time window, template id, prompt hash, generator
-model, seed) and the split of its patient (marts.dim_splits). See docs/readme/synthesis.md.
+model, seed) and the split of its patient (marts.dim_splits). See the README, section "Synthesis".
 """
 
 INSTRUCTIONS_TABLE = "synthesis.instructions"

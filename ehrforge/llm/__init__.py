@@ -1,5 +1,5 @@
 """One LLM client for synthesis and evaluation: OpenAI-compatible endpoints, in-process vLLM and transformers,
-behind one function with a warehouse cache (resume), retries, a budget and a PHI guard. See docs/readme/llm.md.
+behind one function with a warehouse cache (resume), retries, a budget and a PHI guard. See the README, section "The LLM client".
 
     python -m ehrforge.llm --config configs/llm/local.yaml --prompt "Say hello"
 

@@ -9,7 +9,7 @@ and generated together (`batch_size` per generate call). `generation_mode`:
   compile  static cache + `torch.compile` of the decode step with mode "max-autotune-no-cudagraphs" (no CUDA graphs:
            a manual "reduce-overhead" compile overwrote outputs between steps in earlier trials);
 On CUDA with static/compile, prompt widths are bucketed to multiples of 64 so compiled graphs are reused.
-  auto     static on CUDA, dynamic on CPU (see bench/bench_llm.py and docs/readme/llm.md for the measurements).
+  auto     static on CUDA, dynamic on CPU (see bench/bench_llm.py and the README for the measurements).
 Sampling is seeded per batch (`torch.manual_seed(seed)` before each generate): the same prompts in the same batch
 give the same answers; a different batch composition may sample differently (temperature 0 is deterministic).
 """
