@@ -1,6 +1,6 @@
 """GX suites over the real demo marts: the clean demo passes, deliberately broken copies fail the right checks.
 
-    MIMIC_ROOT=/work/shared/data/mimic-iv-demo .venv/bin/python -m pytest tests/test_expectations.py -q
+    MIMIC_ROOT=../shared/data/mimic-iv-demo .venv/bin/python -m pytest tests/test_expectations.py -q
 
 Each broken-input test mutates a private copy of the demo warehouse with SQL (warehouse_copy), validates only
 the suite concerned, once, with small samples, and asserts which expectations fail and what their messages say.
