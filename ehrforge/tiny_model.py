@@ -101,6 +101,20 @@ def build_tiny_model(
     return out_dir
 
 
+def cached_tiny_model(texts: list[str], prefix: str = "tiny", root: str | Path | None = None, **shape) -> Path:
+    """`build_tiny_model` once per (texts, shape): reused from `<runs>/tiny/<prefix>-<hash>` when already built."""
+    import hashlib
+    import json
+
+    from ehrforge.paths import runs_dir
+
+    digest = hashlib.sha256(json.dumps([shape, texts], sort_keys=True).encode()).hexdigest()[:12]
+    out = Path(root or runs_dir()) / "tiny" / f"{prefix}-{digest}"
+    if not (out / "config.json").exists():
+        build_tiny_model(out, texts, **shape)
+    return out
+
+
 def warehouse_texts(con, limit: int = 2000) -> list[str]:
     """Text to train the tokenizer on: note text and event labels/values from the marts."""
     texts: list[str] = []

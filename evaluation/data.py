@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ehrforge.errors import InputDataError
+from ehrforge.llm.cache import prompt_hash
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ def to_messages(row: Mapping[str, Any], system_prompt: str | None = None) -> lis
         raise InputDataError(f"instruction row {row.get('instruction_id')!r} has an empty instruction")
     user = f"{context}\n\n{instruction}" if context else instruction
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-def prompt_hash(messages: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def _order_key(seed: int, instruction_id: str) -> str:

@@ -9,9 +9,7 @@ stage trained on. `tiny://` builds the tiny random-init Llama from warehouse tex
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,15 +51,9 @@ def pick_backend(requested: str) -> str:
 
 def tiny_model(con, out_root: Path | None = None) -> str:
     """The tiny demo model built from this warehouse's text (built once, reused by content hash)."""
-    from ehrforge.paths import runs_dir
-    from ehrforge.tiny_model import build_tiny_model, warehouse_texts
+    from ehrforge.tiny_model import cached_tiny_model, warehouse_texts
 
-    texts = warehouse_texts(con, limit=200)
-    h = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:12]
-    out = (out_root or runs_dir()) / "tiny" / f"tiny-eval-{h}"
-    if not (out / "config.json").exists():
-        build_tiny_model(out, texts)
-    return str(out)
+    return str(cached_tiny_model(warehouse_texts(con, limit=200), prefix="tiny-eval", root=out_root))
 
 
 def training_run(con, run_id: str, name: str | None) -> dict:

@@ -6,6 +6,7 @@ items restricted to `chart_itemids`), only rows inside their admission (window_s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -67,6 +68,15 @@ class BuildContext:
         return render_events(self.admission(hadm_id), ev, start, end, fmt=r.format, max_tokens=r.max_tokens,
                              count_tokens=self.count_tokens)
 
+    @contextlib.contextmanager
+    def cohort_view(self):
+        """The cohort's hadm_ids as the view `_synth_cohort` on this connection, for the duration of the block."""
+        self.con.register("_synth_cohort", self.admissions[["hadm_id"]])
+        try:
+            yield
+        finally:
+            self.con.unregister("_synth_cohort")
+
     def load(self) -> "BuildContext":
         con, cfg = self.con, self.cfg
         where = COHORT_FILTER[cfg.cohort]
@@ -97,8 +107,7 @@ class BuildContext:
         if "chart" in types and cfg.render.chart_itemids is not None:
             chart_clause = " and (e.event_type <> 'chart' or e.itemid in (select unnest(?::varchar[])))"
             params.append(list(cfg.render.chart_itemids))
-        con.register("_synth_cohort", self.admissions[["hadm_id"]])
-        try:
+        with self.cohort_view():
             cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
             ev = con.execute(
                 f"select {cols} from marts.fct_events e join _synth_cohort c using (hadm_id) "
@@ -106,8 +115,6 @@ class BuildContext:
                 f"{chart_clause} order by e.hadm_id, e.event_time, e.event_type, e.item_label, e.event_id",
                 params,
             ).df()
-        finally:
-            con.unregister("_synth_cohort")
         self._empty = ev.iloc[0:0]
         self._records = {}
         self.events_by_hadm = {int(h): g for h, g in ev.groupby("hadm_id", sort=True)}

@@ -20,7 +20,6 @@ import pandas as pd
 from ehrforge.errors import ConfigError
 from ehrforge.paths import REPO_ROOT, runs_dir
 from synthesis import LLM_OUTPUTS_TABLE
-from synthesis.registry import stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +113,6 @@ def llm_config(ctx):
         return LLMConfig.model_validate(data)
     except Exception as exc:  # pydantic error with the field path
         raise ConfigError(f"invalid generator.llm section: {exc}") from None
-
-
-def prompt_hash(messages: list[dict]) -> str:
-    return stable_hash(messages, n=16)
 
 
 def run_requests(ctx, task: str, requests: list) -> list:

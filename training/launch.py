@@ -58,16 +58,11 @@ def _split_notes_by_patient(notes: list[dict], val_fraction: float) -> tuple[lis
 
 def tiny_model_path(cfg: TrainConfig, texts: list[str]) -> Path:
     """Build (once, cached by content) the tiny model for `model.base: tiny://`."""
-    from ehrforge.tiny_model import build_tiny_model
+    from ehrforge.tiny_model import cached_tiny_model
 
     spec = cfg.model.tiny
-    texts = texts[: spec.max_texts]
-    h = hashlib.sha256(json.dumps([spec.model_dump(), texts]).encode()).hexdigest()[:12]
-    out = runs_dir() / "tiny" / f"tiny-{h}"
-    if not (out / "config.json").exists():
-        build_tiny_model(out, texts, vocab_size=spec.vocab_size, hidden_size=spec.hidden_size,
-                         num_layers=spec.num_layers, num_heads=spec.num_heads)
-    return out
+    return cached_tiny_model(texts[: spec.max_texts], prefix="tiny", vocab_size=spec.vocab_size,
+                             hidden_size=spec.hidden_size, num_layers=spec.num_layers, num_heads=spec.num_heads)
 
 
 def prepare(cfg: TrainConfig, run_dir: Path) -> dict:

@@ -14,7 +14,7 @@ _EXPORTS = {
     "run_batch": "client", "score_choices": "client", "RunStats": "client",
     "LLMConfig": "config", "ApprovedEndpoint": "config", "Attestation": "config", "Prices": "config",
     "Request": "types", "Response": "types", "BudgetExceeded": "types", "EndpointUnreachable": "types",
-    "LLMError": "types", "PHIGuardError": "types",
+    "LLMError": "types", "PHIGuardError": "types", "prompt_hash": "cache",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -52,6 +52,12 @@ def cache_key(model_identity: str, messages: list[dict], params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def prompt_hash(messages: list[dict]) -> str:
+    """Short stable hash of a chat prompt (lineage in synthesis and evaluation rows; same prompt, same hash)."""
+    blob = json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 

@@ -110,15 +110,12 @@ class DecisionMaking(Task):
     @staticmethod
     def _load_targets(ctx, cfg) -> dict[str, pd.DataFrame]:
         out = {}
-        ctx.con.register("_synth_cohort", ctx.admissions[["hadm_id"]])
-        try:
+        with ctx.cohort_view():
             for target in cfg.targets:
                 out[target] = ctx.con.execute(
                     "select e.event_id, e.hadm_id, e.event_time, e.item_label, e.value_num from marts.fct_events e "
                     "join _synth_cohort c using (hadm_id) where e.event_type = ? and e.window_status = 'in_admission' "
                     "order by e.hadm_id, e.event_time, e.event_id", [TARGET_TYPES[target]]).df()
-        finally:
-            ctx.con.unregister("_synth_cohort")
         return out
 
     def recompute(self, con, rows: list[dict]) -> list:

@@ -16,7 +16,8 @@ import pandas as pd
 from pydantic import Field
 
 from synthesis import NOTE_REPORT_TABLE
-from synthesis.llm_io import OutputLog, dumps, generator_model, prompt_hash, run_requests
+from ehrforge.llm.cache import prompt_hash
+from synthesis.llm_io import OutputLog, dumps, generator_model, run_requests
 from synthesis.note_report import fidelity_stats, privacy_stats
 from synthesis.registry import Task, TaskConfig, instruction_id, register_task, stable_hash, take_quota
 
@@ -35,8 +36,7 @@ class NoteGenConfig(TaskConfig):
 class NoteGeneration(Task):
     def build(self, ctx, cfg: NoteGenConfig) -> list[dict]:
         con = ctx.con
-        con.register("_synth_cohort", ctx.admissions[["hadm_id"]])
-        try:
+        with ctx.cohort_view():
             notes = con.execute(
                 "select n.note_id, n.subject_id, n.hadm_id, n.clean_text from marts.fct_notes n "
                 "join _synth_cohort c using (hadm_id) where n.note_type = 'discharge' and n.clean_text is not null "
@@ -45,8 +45,6 @@ class NoteGeneration(Task):
                 "select e.event_id, e.hadm_id, e.itemid, e.item_label, e.value_num as priority from marts.fct_events e "
                 "join _synth_cohort c using (hadm_id) where e.event_type = 'diagnosis' "
                 "and e.window_status = 'in_admission' order by e.hadm_id, e.value_num, e.event_id").df()
-        finally:
-            con.unregister("_synth_cohort")
         dx_by = {int(h): g for h, g in dx.groupby("hadm_id")}
         cands = []
         for n in notes.to_dict("records"):

@@ -22,8 +22,9 @@ from pathlib import Path
 import yaml
 from pydantic import Field, field_validator
 
+from ehrforge.llm.cache import prompt_hash
 from synthesis.llm_io import (UNANSWERABLE, OutputLog, Rejected, check_instruction_answer, dumps, generator_model,
-                              parse_json_object, prompt_hash, run_requests)
+                              parse_json_object, run_requests)
 from synthesis.registry import Task, TaskConfig, instruction_id, register_task, stable_hash, take_quota
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "asclepius.yaml"
@@ -75,14 +76,11 @@ SECTION_TITLES = {"chief_complaint": "Chief Complaint", "history_of_present_illn
 
 class _NoteTask(Task):
     def _notes(self, ctx, cfg):
-        ctx.con.register("_synth_cohort", ctx.admissions[["hadm_id"]])
-        try:
+        with ctx.cohort_view():
             cols = ", ".join(SECTION_TITLES)
             notes = ctx.con.execute(
                 f"select n.note_id, n.subject_id, n.hadm_id, n.note_type, n.clean_text, {cols} from marts.fct_notes n "
                 "join _synth_cohort c using (hadm_id) where n.note_type = 'discharge' order by n.note_id").df()
-        finally:
-            ctx.con.unregister("_synth_cohort")
         out = []
         for n in notes.to_dict("records"):
             if cfg.sections:

@@ -15,7 +15,8 @@ import re
 
 from pydantic import Field
 
-from synthesis.llm_io import OutputLog, Rejected, dumps, generator_model, prompt_hash, run_requests
+from ehrforge.llm.cache import prompt_hash
+from synthesis.llm_io import OutputLog, Rejected, dumps, generator_model, run_requests
 from synthesis.registry import TASKS, Task, TaskConfig, instruction_id, register_task, take_quota
 
 SYSTEM = ("You rephrase questions. Rewrite the question with different wording and the same meaning. Keep every "

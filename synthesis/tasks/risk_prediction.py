@@ -62,13 +62,10 @@ class RiskPrediction(Task):
         from tqdm.auto import tqdm
 
         con = ctx.con
-        con.register("_synth_cohort", ctx.admissions[["hadm_id"]])
-        try:
+        with ctx.cohort_view():
             inst = con.execute(
                 "select o.* from marts.fct_outcomes o join _synth_cohort c using (hadm_id) "
                 "where o.task in (select unnest(?::varchar[])) order by o.outcome_id", [list(cfg.outcomes)]).df()
-        finally:
-            con.unregister("_synth_cohort")
         per = cfg.quota_per_outcome or max(1, cfg.quota // max(1, len(cfg.outcomes)))
         # sample on ids and labels first, render only the chosen instances
         chosen: list[dict] = []
