@@ -12,6 +12,5 @@
     {% do run_query("insert into meta.dbt_builds values ('" ~ invocation_id ~ "', '" ~ flags.WHICH ~ "', "
         ~ results | length ~ ", " ~ failed | length ~ ", '" ~ failed | join(',') ~ "', '"
         ~ env_var('MIMIC_ROOT', '') | replace("'", "''") ~ "', now()::timestamp)") %}
-    {% do run_query("commit") if false %}
   {% endif %}
 {% endmacro %}
