@@ -46,18 +46,13 @@ def runs_frame(cfg, meta: dict, summaries: list[dict]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, columns=RUN_FIELDS)
     # Explicit types: an all-null column would otherwise create a column of type NULL in DuckDB.
-    for col in ("n_packs", "n_train_examples", "n_val_examples", "n_dropped", "n_train_tokens",
-                "n_train_label_tokens", "n_params", "n_trainable_params", "num_processes", "steps",
-                "real_tokens_trained"):
-        df[col] = df[col].astype("Int64")
-    for col in ("epochs", "first_train_loss", "final_train_loss", "mean_train_loss", "first_eval_loss",
-                "final_eval_loss", "best_eval_loss", "tokens_per_s", "peak_memory_gb", "wall_s"):
-        df[col] = df[col].astype("float64")
-    for col in ("packing", "gradient_checkpointing", "chunked_loss", "liger"):
-        df[col] = df[col].astype("boolean")
-    for col in set(RUN_FIELDS) - set(df.select_dtypes(exclude="object").columns):
-        df[col] = df[col].astype("string")
-    return df
+    types = dict.fromkeys(("n_packs", "n_train_examples", "n_val_examples", "n_dropped", "n_train_tokens",
+                           "n_train_label_tokens", "n_params", "n_trainable_params", "num_processes", "steps",
+                           "real_tokens_trained"), "Int64")
+    types |= dict.fromkeys(("epochs", "first_train_loss", "final_train_loss", "mean_train_loss", "first_eval_loss",
+                            "final_eval_loss", "best_eval_loss", "tokens_per_s", "peak_memory_gb", "wall_s"), "float64")
+    types |= dict.fromkeys(("packing", "gradient_checkpointing", "chunked_loss", "liger"), "boolean")
+    return df.astype({col: types.get(col, "string") for col in RUN_FIELDS})
 
 
 def curve_frame(summaries: list[dict]) -> pd.DataFrame:

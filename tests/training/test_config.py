@@ -66,15 +66,20 @@ def test_auto_distributed():
     assert TrainConfig(method="full").resolved_distributed() == "fsdp"
 
 
-def test_optional_dependencies_fail_clearly_when_missing():
+def test_optional_dependencies_fail_clearly_when_missing(monkeypatch):
     import importlib.util
 
     from training.recipes import qlora
     from training.trainer import _liger
 
-    if not qlora.available():
-        with pytest.raises(ConfigError, match="bitsandbytes"):
-            qlora.prepare("unused", TrainConfig(method="qlora"), None)
+    monkeypatch.setattr(qlora, "_bnb_version", lambda: None)
+    with pytest.raises(ConfigError, match=r"pip install 'ehrforge\[qlora\]'"):
+        qlora.prepare("unused", TrainConfig(method="qlora"), None)
+    monkeypatch.setattr(qlora, "_bnb_version", lambda: (0, 45))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match="bitsandbytes >= 0.48"):
+        qlora.prepare("unused", TrainConfig(method="qlora"), None)
+    monkeypatch.undo()
     if importlib.util.find_spec("liger_kernel") is None:
         assert _liger(TrainConfig()) is False  # auto: skipped when not installed
         with pytest.raises(ConfigError, match="liger"):

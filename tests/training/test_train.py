@@ -132,3 +132,45 @@ def test_full_finetune_runs(train_env):
     (s,) = train(_cfg("method=full", "train.max_steps=3", "train.learning_rate=1e-3", "output.record=false"))
     assert s["n_trainable_params"] == s["n_params"] and s["steps"] == 3
     assert (Path(s["output_path"]) / "config.json").exists()
+
+
+def test_qlora_trains_a_4bit_base_and_reloads(train_env):
+    """QLoRA through bitsandbytes' CPU backend: the same code path a GPU run takes, 4-bit NF4 base included."""
+    pytest.importorskip("bitsandbytes")
+    from bitsandbytes.nn import Linear4bit
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    captured = {}
+
+    class Keep(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            # no layer is ever repacked into bitsandbytes' CPU inference layout (no autograd) by the evals
+            repacked = sum(getattr(m.weight.quant_state, "packing_format_for_cpu", False)
+                           for m in model.modules() if isinstance(m, Linear4bit))
+            captured["repacked"] = max(captured.get("repacked", 0), repacked)
+
+        def on_train_end(self, args, state, control, model=None, processing_class=None, **kw):
+            captured["n4bit"] = sum(isinstance(m, Linear4bit) for m in model.modules())
+            captured["logits"] = _logits(model, processing_class)
+
+    cfg = _cfg("method=qlora", "train.max_steps=12", "train.eval_steps=6", "output.merge=true")
+    (s,) = train(cfg, callbacks=[Keep()])
+    assert captured["n4bit"] == 2 * 7  # every attention and MLP projection of both layers is 4-bit
+    assert captured["repacked"] == 0
+    assert s["final_train_loss"] < s["first_train_loss"] - 0.5, s["loss_curve"]
+    assert s["n_trainable_params"] < s["n_params"] / 2
+    with warehouse.session(read_only=True) as con:
+        assert con.execute("select method from training.runs").fetchone()[0] == "qlora"
+    # the adapter reloads onto a freshly quantized base and gives the trained model's outputs
+    from training.recipes.qlora import quantization_config
+
+    tok = AutoTokenizer.from_pretrained(s["output_path"])
+    base = AutoModelForCausalLM.from_pretrained(
+        s["base_model_path"], dtype=torch.bfloat16, quantization_config=quantization_config(cfg, torch.bfloat16))
+    base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)  # norms in fp32, as trained
+    before = _logits(base, tok)
+    reloaded = _logits(PeftModel.from_pretrained(base, s["output_path"]), tok)
+    assert not torch.allclose(before, captured["logits"], atol=1e-2)  # training changed the outputs
+    assert torch.allclose(reloaded, captured["logits"], atol=1e-3)  # bf16 4-bit matmuls: not bit-exact
+    assert (Path(s["merged_path"]) / "config.json").exists()  # merged onto the full-precision base
