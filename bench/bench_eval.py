@@ -69,14 +69,21 @@ def items_from_warehouse(src: Path, n: int, workdir: Path):
     return db, items.reset_index(drop=True), model
 
 
-def random_1b(tokenizer_dir: str, out: Path) -> str:
-    """A random-init Llama of Llama-3.2-1B shape (hidden 2048, 16 layers, 32 heads, 8 KV heads), tokenizer kept."""
+SHAPES = {  # hidden, intermediate, layers, heads, kv heads
+    "1b": (2048, 8192, 16, 32, 8),  # Llama-3.2-1B
+    "tiny": (64, 256, 2, 4, 4),  # to check the GPU command runs, on CPU
+}
+
+
+def random_model(tokenizer_dir: str, out: Path, shape: str = "1b") -> str:
+    """A random-init Llama of the given shape (default Llama-3.2-1B's), the tokenizer kept."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    hidden, inter, layers, heads, kv = SHAPES[shape]
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                      num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                       tie_word_embeddings=True)
     torch.manual_seed(0)
@@ -194,8 +201,10 @@ def main() -> None:
     ap.add_argument("--warehouse", default=os.environ.get("EHRFORGE_DUCKDB", "warehouse/ehrforge.duckdb"))
     ap.add_argument("--items", help="JSONL of items (from --export-items) instead of a warehouse")
     ap.add_argument("--export-items", help="write the items used to this JSONL (for the GPU run)")
+    ap.add_argument("--export-only", help="write DIR/items.jsonl and DIR/tokenizer (the GPU run's inputs) and stop")
     ap.add_argument("--model", help="model dir (default: the tiny model built from the warehouse)")
     ap.add_argument("--model-1b", action="store_true", help="random-init 1B Llama with the --model tokenizer")
+    ap.add_argument("--random-shape", choices=sorted(SHAPES), help="random-init Llama of this shape (1b = --model-1b)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-metrics", default="", help="comma-separated metrics to leave out (e.g. embedding_similarity)")
     args = ap.parse_args()
@@ -218,8 +227,18 @@ def main() -> None:
         model = args.model or model
     if args.export_items:
         items.to_json(args.export_items, orient="records", lines=True)
-    if args.model_1b:
-        model = random_1b(model, work / "random-1b")
+    if args.export_only:
+        from transformers import AutoTokenizer
+
+        kit = Path(args.export_only)
+        kit.mkdir(parents=True, exist_ok=True)
+        items.to_json(kit / "items.jsonl", orient="records", lines=True)
+        AutoTokenizer.from_pretrained(model).save_pretrained(kit / "tokenizer")
+        print(f"{len(items)} items and the tokenizer of {model} written to {kit}")
+        return
+    shape = "1b" if args.model_1b else args.random_shape
+    if shape:
+        model = random_model(model, work / f"random-{shape}", shape)
     device, dtype = resolve_device_dtype(args.device, "auto")
     skip = {s for s in args.skip_metrics.split(",") if s}
     spec = bench_spec(model, args.max_new_tokens, args.batch_size, skip)
