@@ -9,7 +9,9 @@
     'int_events__microbiology', 'int_events__prescriptions', 'int_events__emar', 'int_events__transfers',
     'int_events__chartevents', 'int_events__inputevents', 'int_events__outputevents',
     'int_events__procedureevents', 'int_events__datetimeevents', 'int_events__omr'] %}
-with unioned as (
+-- not materialized: inlined into both branches below, so the 16M-row union streams instead of being
+-- materialized (and spilled past memory_limit) once per reference; measured 15.0 s -> 6.1 s at 20x.
+with unioned as not materialized (
     {% for p in parts %}
     select * from {{ ref(p) }}
     {% if not loop.last %}union all by name{% endif %}
