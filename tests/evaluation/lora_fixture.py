@@ -45,7 +45,8 @@ def train_tiny_lora(con, base_path: str, out_dir: Path, dataset: str, steps: int
     return out_dir
 
 
-def record_training_run(con, run_id: str, name: str, base_path: str, adapter_path: str) -> None:
+def record_training_run(con, run_id: str, name: str, base_path: str, adapter_path: str, method: str = "lora",
+                        merged_path: str | None = None) -> None:
     import json
 
     import pandas as pd
@@ -54,8 +55,8 @@ def record_training_run(con, run_id: str, name: str, base_path: str, adapter_pat
 
     run = warehouse.start_run(con, job="train", config={"name": name, "fixture": True}, run_id=run_id)
     df = pd.DataFrame([{
-        "stage": "sft", "method": "lora", "base_model": "tiny://", "base_model_path": base_path,
-        "output_path": adapter_path, "merged_path": None, "config_json": json.dumps({"name": name}),
+        "stage": "sft", "method": method, "base_model": "tiny://", "base_model_path": base_path,
+        "output_path": adapter_path, "merged_path": merged_path, "config_json": json.dumps({"name": name}),
     }]).astype({"merged_path": "object"})
     warehouse.write_table(con, "training.runs", df, run)
     warehouse.finish_run(con, run)

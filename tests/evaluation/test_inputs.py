@@ -33,3 +33,32 @@ def test_unknown_training_run_and_missing_adapter_are_named(eval_warehouse):
         with pytest.raises(EhrforgeError, match="does not exist"):
             resolve_model(con, ModelSpec(name="x", kind="adapter", path="tiny://", adapter_path="/nope/adapter"),
                           GenerationSpec())
+
+
+def test_training_run_resolves_per_kind(eval_warehouse, tmp_path):
+    """kind base / adapter / merged of one training run, and the two mismatches, with the fix named."""
+    from evaluation.models import training_run
+    from tests.evaluation.lora_fixture import record_training_run
+
+    dirs = {k: tmp_path / k for k in ("base", "adapter", "merged", "full")}
+    for d in dirs.values():
+        d.mkdir()
+    b, a, m, f = (str(d) for d in dirs.values())
+    gen = GenerationSpec()
+    with warehouse.session(eval_warehouse) as con:
+        record_training_run(con, "train-merged", "merged-run", b, a, merged_path=m)
+        record_training_run(con, "train-unmerged", "unmerged-run", b, a)
+        record_training_run(con, "train-full", "full-run", b, f, method="full")
+        spec = lambda kind, run: ModelSpec(name="x", kind=kind, training_run_id=run)  # noqa: E731
+        r = resolve_model(con, spec("merged", "train-merged"), gen)
+        assert (r.model_path, r.adapter_path, r.base_model_path, r.training_run_id) == (m, None, b, "train-merged")
+        r = resolve_model(con, spec("adapter", "train-merged"), gen)
+        assert (r.model_path, r.adapter_path) == (b, a) and r.llm_config.adapter == a
+        assert resolve_model(con, spec("base", "train-merged"), gen).model_path == b
+        assert resolve_model(con, spec("merged", "train-full"), gen).model_path == f  # a full fine-tune is the model
+        with pytest.raises(EhrforgeError, match="no merged model .*output.merge: true"):
+            resolve_model(con, spec("merged", "train-unmerged"), gen)
+        with pytest.raises(EhrforgeError, match="full fine-tune, not an adapter; use kind: merged"):
+            resolve_model(con, spec("adapter", "train-full"), gen)
+        # `latest` narrowed by the config name picks that run
+        assert training_run(con, "latest", "merged-run")["run_id"] == "train-merged"
