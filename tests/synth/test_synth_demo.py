@@ -4,7 +4,9 @@ re-runs neither duplicate rows nor call the LLM again, and the export loads with
 from __future__ import annotations
 
 import json
+import shutil
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -162,3 +164,20 @@ def test_demo_rows_fit_the_demo_training_length(synthesized, synth_con):
         ids = tok.apply_chat_template(to_messages(row), tokenize=True)
         lengths.append(len(ids["input_ids"]) if hasattr(ids, "keys") else len(ids))
     assert max(lengths) <= 1024, sorted(lengths)[-5:]
+
+
+def test_instructions_expectation_suite_passes_on_the_demo_output(synthesized, tmp_path):
+    """The GX `instructions` suite (what `make demo` runs after synthesis) on the real demo output: no critical or
+    warn-level failure, schema advisory included (no column left with DuckDB type NULL by an all-null write)."""
+    from expectations.run import run_expectations
+
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(synthesized[0], copy)
+    con = duckdb.connect(str(copy))
+    try:
+        outcome = run_expectations(con, suites=["instructions"], docs_dir=None)
+    finally:
+        con.close()
+    assert outcome.exit_code == 0, outcome.failed_critical["message"].tolist()
+    assert outcome.failed_warn.empty, outcome.failed_warn["message"].tolist()
+    assert outcome.result("split_matches_patient")["element_count"] == synthesized[1]["n_rows"]
