@@ -6,7 +6,7 @@
 #   make gpu-kit                    # here (= demo-data, then `bash bench/gpu.sh kit` with MIMIC_ROOT and
 #                                   # MIMIC_NOTE_ROOT set): bench/out/gpu/ (lengths, items, tokenizer, wheels)
 #   bash bench/gpu.sh train-1b      # on the GPU machine, carrying bench/out/gpu (each part prints its table and
-#   bash bench/gpu.sh train-8b      # writes JSON under $OUT)
+#   bash bench/gpu.sh train-8b      # keeps its output in $OUT/<part>.txt; train-* also write JSON there)
 #   bash bench/gpu.sh llm
 #   bash bench/gpu.sh eval
 #
@@ -30,7 +30,14 @@ gpu_env() {
   python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 }
 
-case "${1:-}" in
+part=${1:-}
+if [[ $part == train-1b || $part == train-8b || $part == llm || $part == eval ]] && [[ -z ${GPU_SH_TEE:-} ]]; then
+  mkdir -p "$OUT"   # every GPU part's full output is also kept as $OUT/<part>.txt
+  GPU_SH_TEE=1 bash "$0" "$part" 2>&1 | tee "$OUT/$part.txt"
+  exit "${PIPESTATUS[0]}"
+fi
+
+case "$part" in
 kit)
   PY=${PY:-.venv/bin/python}
   : "${MIMIC_ROOT:?set MIMIC_ROOT and MIMIC_NOTE_ROOT (make gpu-kit does)}" "${MIMIC_NOTE_ROOT:?}"
