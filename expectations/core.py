@@ -150,6 +150,11 @@ def seeded_sample(table: str, key: str, columns: dict[str, str], n: int, seed: i
 
 
 
+def hours_outside(time: str, start: str, end: str) -> str:
+    """SQL: how many hours `time` lies outside [start, end] (0 inside; NULL when any side is NULL)."""
+    return f"greatest(date_diff('second', {time}, {start}), date_diff('second', {end}, {time}), 0) / 3600.0"
+
+
 def null_rates(columns: list[str]) -> str:
     """SQL select-list items `null_rate__<col>` for an aggregate over one table."""
     return ",\n".join(f"1.0 * count(*) filter (where {c} is null) / greatest(count(*), 1) as null_rate__{c}"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from expectations.config import Settings
-from expectations.core import (Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, seeded_sample,
-                               warn)
+from expectations.core import (Frame, SuiteSpec, critical, hours_outside, metric_between, null_rates, schema_frame,
+                               seeded_sample, warn)
 
 ADM, ICU = "marts.dim_admissions", "marts.dim_icustays"
 
@@ -79,9 +79,7 @@ def build(settings: Settings) -> list[Frame]:
 
     adm_cols = {c: c for c in ["hadm_id", "age_at_admission", "los_days", "gender", "admission_type", "admittime",
                                "dischtime"]}
-    adm_cols["icu_hours_outside_window"] = (
-        "greatest(date_diff('second', first_icu_intime, admittime), "
-        "date_diff('second', dischtime, first_icu_intime), 0) / 3600.0")
+    adm_cols["icu_hours_outside_window"] = hours_outside("first_icu_intime", "admittime", "dischtime")
     sample_sql = f"""
         select hadm_id as row_key, * exclude (hadm_id)
         from ({seeded_sample(ADM, "hadm_id", adm_cols, settings.sample_rows, settings.seed)})

@@ -14,8 +14,8 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from expectations.config import Settings, load_ranges
-from expectations.core import (Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, seeded_sample,
-                               warn, where)
+from expectations.core import (Frame, SuiteSpec, critical, hours_outside, metric_between, null_rates, schema_frame,
+                               seeded_sample, warn, where)
 
 TABLE = "marts.fct_events"
 
@@ -126,8 +126,7 @@ def _sample_sql(settings: Settings) -> str:
         with s as ({seeded_sample(TABLE, "event_id", {c: c for c in cols}, settings.sample_rows, settings.seed,
                                   "hadm_id is not null")})
         select s.event_id as row_key, s.hadm_id_origin, s.source_table, s.event_type, s.window_status,
-               greatest(date_diff('second', s.event_time, a.admittime),
-                        date_diff('second', a.dischtime, s.event_time), 0) / 3600.0 as hours_outside_window,
+               {hours_outside("s.event_time", "a.admittime", "a.dischtime")} as hours_outside_window,
                a.hadm_id is not null as has_admission
         from s left join marts.dim_admissions a on a.hadm_id = s.hadm_id
         order by row_key

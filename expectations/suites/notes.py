@@ -11,8 +11,8 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from expectations.config import Settings
-from expectations.core import (Frame, SuiteSpec, critical, metric_between, null_rates, schema_frame, seeded_sample,
-                               warn, where)
+from expectations.core import (Frame, SuiteSpec, critical, hours_outside, metric_between, null_rates, schema_frame,
+                               seeded_sample, warn, where)
 
 NOTES, SECTIONS = "marts.fct_notes", "marts.fct_note_sections"
 CONTRACT = {
@@ -90,8 +90,7 @@ def build(settings: Settings) -> list[Frame]:
         with s as ({seeded_sample(NOTES, "note_id", note_cols, settings.sample_rows, settings.seed)})
         select s.note_id as row_key, s.* exclude (note_id, charttime, hadm_id),
                case when a.hadm_id is not null then
-                   greatest(date_diff('second', s.charttime, a.admittime),
-                            date_diff('second', a.dischtime, s.charttime), 0) / 3600.0 end as hours_outside_window
+                   {hours_outside("s.charttime", "a.admittime", "a.dischtime")} end as hours_outside_window
         from s left join marts.dim_admissions a on a.hadm_id = s.hadm_id
         order by row_key
     """
