@@ -12,7 +12,7 @@ import yaml
 
 from tests.evaluation.conftest import TRAIN_RUN_ID
 from tests.evaluation.instructions_fixture import DATASET
-from tests.faults import LogLine, command_env, kill_at, run_to_end
+from tests.faults import FileAppears, LogLine, command_env, kill_at, run_to_end
 
 SPEC = {
     "name": "faults", "version": 1,
@@ -70,10 +70,16 @@ def test_evaluation_killed_between_models_reruns_to_the_same_scores(eval_warehou
 
 
 @pytest.mark.slow
-def test_evaluation_killed_in_the_results_step(eval_warehouse, eval_warehouse_base, tmp_path, monkeypatch):
+def test_evaluation_killed_in_the_results_step(eval_warehouse, eval_warehouse_base, dbt_env, tmp_path, monkeypatch):
+    """Killed while dbt builds the results marts (its compiled SQL for a results model appears)."""
+    import os
+    from pathlib import Path
+
     spec = _spec_file(tmp_path)
     cmd = [sys.executable, "-m", "evaluation.cli", "--config", str(spec), "--no-progress"]
-    kill_at(cmd, LogLine(r"Running with dbt"))
+    target = Path(os.environ["DBT_TARGET_PATH"])
+    shutil.rmtree(target / "run", ignore_errors=True)
+    kill_at(cmd, FileAppears(target, "run/ehrforge/models/results/*.sql"))
     res = run_to_end(cmd)
     assert res.returncode == 0, res.output[-3000:]
     _compare_with_uninterrupted(eval_warehouse, eval_warehouse_base, spec, monkeypatch)
