@@ -13,8 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ehrforge.config import load_config
-
-ANSWER_TYPES = ("text", "yes_no", "set", "number")
+from ehrforge.instructions import ANSWER_TYPES  # the shared row contract
 
 
 class Subset(BaseModel):
