@@ -137,11 +137,12 @@ class EvalSpec(BaseModel):
     def _metrics(self) -> "EvalSpec":
         from evaluation.metrics import all_metrics
 
-        known = all_metrics()
+        known = {name for name, m in all_metrics().items() if m.kind == "item"}
         for key, names in {**self.metrics, **{k: [k] for k in self.metric_params}}.items():
             bad = [n for n in names if n not in known]
             if bad:
-                raise ValueError(f"metrics[{key}]: unknown metric(s) {bad}; registered: {sorted(known)}")
+                raise ValueError(f"metrics[{key}]: unknown item metric(s) {bad}; registered: {sorted(known)} "
+                                 "(judge metrics come from the `judge` section)")
         return self
 
     def fingerprint(self) -> str:
