@@ -4,3 +4,9 @@ select * from {{ model }}
 where {{ column_name }} is not null and ({{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }})
 {% endtest %}
 
+
+{#- Unique ignoring case: headers are matched case-insensitively, so 'Impression' and 'IMPRESSION' would clash. -#}
+{% test unique_case_insensitive(model, column_name) %}
+select upper({{ column_name }}) as value, count(*) as n from {{ model }}
+group by 1 having count(*) > 1
+{% endtest %}
