@@ -12,6 +12,7 @@ duplicates). Prints a table of counts per task and split at the end; a task that
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -25,7 +26,7 @@ from synthesis import (ANSWER_TYPES, INSTRUCTION_COLUMNS, INSTRUCTIONS_TABLE, LL
                        NOTE_REPORT_TABLE)
 from synthesis.config import SynthesisConfig, load_synthesis_config
 from synthesis.context import BuildContext
-from synthesis.llm_io import finalize_extra_tables
+from synthesis.llm_io import dumps, finalize_extra_tables
 from synthesis.registry import TASKS, load_all_tasks, stable_hash, versioned_id
 
 log = logging.getLogger("synthesis")
@@ -78,7 +79,7 @@ def data_version(con, tables: list[str]) -> str:
 
 def finalize_ids(ctx, name: str, rows: list[dict]) -> None:
     """Give each row of task `name` its written id: key id + version of its source rows (the row's `_data`), and
-    point the task's logged LLM outputs at the new ids."""
+    point the task's logged LLM outputs and its rows' few-shot references (lineage shot_ids) at the new ids."""
     remap = {}
     for r in rows:
         data = r.pop("_data", None)
@@ -88,6 +89,11 @@ def finalize_ids(ctx, name: str, rows: list[dict]) -> None:
         new = versioned_id(name, r["instruction_id"], data)
         remap[r["instruction_id"]] = new
         r["instruction_id"] = new
+    for r in rows:
+        if '"shot_ids"' in r["lineage"]:
+            lin = json.loads(r["lineage"])
+            lin["shot_ids"] = [remap.get(s, s) for s in lin["shot_ids"]]
+            r["lineage"] = dumps(lin)
     for out in ctx.extra_tables.get(LLM_OUTPUTS_TABLE) or []:
         if out["task"] == name and out.get("instruction_id") in remap:
             out["instruction_id"] = remap[out["instruction_id"]]
