@@ -43,7 +43,7 @@ def scale_table(con, src: Path, dst: Path, n: int) -> int:
             exprs.append(f'case when k = 0 then "{c}" else "{c}" || \'-\' || k end as "{c}"')
         else:
             exprs.append(f'"{c}"')
-    tmp = dst.with_name(dst.name + ".partial")
+    tmp = dst.with_name(dst.name.removesuffix(".csv.gz") + ".partial.csv.gz")  # the build reads <table>.csv.gz only
     con.execute(
         f"copy (select {', '.join(exprs)} from read_csv('{src}', {CSV}), range({n}) t(k)) "
         f"to '{tmp}' (header, compression gzip)"

@@ -3,6 +3,7 @@ the same dbt build give the same run_id (re-running replaces that run's result r
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from pathlib import Path
 
@@ -12,7 +13,12 @@ from pydantic import BaseModel, Field
 from ehrforge.errors import ConfigError
 from ehrforge.paths import DBT_PROJECT_DIR, REPO_ROOT
 
-RANGES_PATH = Path(__file__).resolve().parent / "ranges.yaml"
+# The one source of the physiological ranges: the dbt seed that also drives fct_events.is_implausible.
+RANGES_PATH = DBT_PROJECT_DIR / "seeds" / "physiological_ranges.csv"
+RANGES_COLUMNS = ("itemid", "source_table", "label", "unit", "min_value", "max_value", "median_low", "median_high")
+# Share of an item's values that must lie inside its range (a few entry errors are expected; the rows are
+# flagged is_implausible in SQL). More outside means a unit or scale change.
+RANGE_MOSTLY = 0.99
 
 
 def _dbt_var(name: str, default):
@@ -47,18 +53,34 @@ class Settings(BaseModel):
 
 
 def load_ranges(path: Path = RANGES_PATH) -> dict:
+    """The seed physiological_ranges.csv as {"mostly": RANGE_MOSTLY, "items": {itemid: {label, unit, min, max,
+    median: [low, high], source_table}}}."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = set(RANGES_COLUMNS) - set(reader.fieldnames or [])
+            if missing:
+                raise ConfigError(f"{path}: lacks column(s) {sorted(missing)}; expected {', '.join(RANGES_COLUMNS)}")
+            rows = list(reader)
+    except OSError as exc:
         raise ConfigError(f"cannot read the physiological ranges {path}: {exc}") from exc
-    items = data.get("items") or {}
-    for itemid, spec in items.items():
-        missing = {"label", "unit", "min", "max", "median"} - set(spec)
-        if missing:
-            raise ConfigError(f"{path}: item {itemid} lacks {sorted(missing)}")
-        if not spec["min"] < spec["max"] or len(spec["median"]) != 2:
-            raise ConfigError(f"{path}: item {itemid} needs min < max and median: [low, high]")
-    return {"mostly": float(data.get("mostly", 0.99)), "items": {str(k): v for k, v in items.items()}}
+    items = {}
+    for n, row in enumerate(rows, start=2):
+        itemid = (row["itemid"] or "").strip()
+        try:
+            lo, hi = float(row["min_value"]), float(row["max_value"])
+            median = [float(row["median_low"]), float(row["median_high"])]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path} line {n}: item {itemid}: min_value, max_value, median_low and median_high "
+                              "must be numbers") from None
+        if not itemid or not lo < hi or not median[0] <= median[1]:
+            raise ConfigError(f"{path} line {n}: item {itemid!r} needs an itemid, min_value < max_value and "
+                              "median_low <= median_high; fix the row")
+        if itemid in items:
+            raise ConfigError(f"{path} line {n}: item {itemid} is listed twice; keep one row per itemid")
+        items[itemid] = {"label": row["label"], "unit": row["unit"], "min": lo, "max": hi, "median": median,
+                         "source_table": row["source_table"]}
+    return {"mostly": RANGE_MOSTLY, "items": items}
 
 
 def ranges_sha256(path: Path = RANGES_PATH) -> str:

@@ -3,8 +3,10 @@
     python -m synthesis.cli --config synthesis/configs/demo.yaml [key=value ...]     # = make synthesize
     python -m synthesis.cli --config synthesis/configs/demo.yaml --list-tasks
 
-Deterministic for a seed; the run id is `synthesis-<config hash>` and a re-run of a dataset replaces that dataset's
-rows (no duplicates). Prints a table of counts per task and split at the end.
+Deterministic for a seed; the run id is `synthesis-<config hash>-<data version>` (the data version hashes the marts
+the run reads) and every instruction id includes the version of the source rows it was built from, so the same data
+and config give the same ids and changed data gives new ones. A re-run of a dataset replaces that dataset's rows (no
+duplicates). Prints a table of counts per task and split at the end; a task that made no rows says why.
 Exit status: 0 done; 2 bad input or config (incl. marts from an unfinished or failed build, a PHI-guard refusal);
 1 the run failed. Any error marks the run `failed` in meta.runs with the reason.
 """
@@ -12,6 +14,7 @@ Exit status: 0 done; 2 bad input or config (incl. marts from an unfinished or fa
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -19,13 +22,14 @@ import time
 import pandas as pd
 
 from ehrforge import warehouse
+from ehrforge.config import config_hash
 from ehrforge.errors import EhrforgeError, InputDataError, exit_code
 from synthesis import (ANSWER_TYPES, INSTRUCTION_COLUMNS, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE,
                        NOTE_REPORT_TABLE)
 from synthesis.config import SynthesisConfig, load_synthesis_config
 from synthesis.context import BuildContext
-from synthesis.llm_io import finalize_extra_tables
-from synthesis.registry import TASKS, load_all_tasks
+from synthesis.llm_io import dumps, finalize_extra_tables
+from synthesis.registry import TASKS, load_all_tasks, stable_hash, versioned_id
 
 log = logging.getLogger("synthesis")
 
@@ -64,6 +68,52 @@ def validate_rows(rows: pd.DataFrame) -> None:
         raise InputDataError("instruction rows failed validation, nothing written: " + "; ".join(problems))
 
 
+def data_version(con, tables: list[str]) -> str:
+    """Version of the data a run reads: row count and an order-free sum of row hashes of each table (one scan each).
+    Not the dbt invocation id: rebuilding the same raw files gives the same version. DuckDB's hash() is stable for
+    a DuckDB version; an upgrade may change run ids (instruction ids do not depend on it)."""
+    parts = []
+    for t in sorted(tables):
+        n, h = con.execute(f"select count(*), coalesce(sum(hash(t)), 0) from {t} t").fetchone()
+        parts.append((t, int(n), str(h)))
+    return stable_hash(*parts, n=12)
+
+
+def finalize_ids(ctx, name: str, rows: list[dict]) -> None:
+    """Give each row of task `name` its written id: key id + version of its source rows (the row's `_data`), and
+    point the task's logged LLM outputs and its rows' few-shot references (lineage shot_ids) at the new ids."""
+    remap = {}
+    for r in rows:
+        data = r.pop("_data", None)
+        if not data:
+            raise InputDataError(f"task {name} built a row without its source data version (`_data`): "
+                                 f"{r.get('instruction_id')}; every task must set it (see registry.versioned_id)")
+        new = versioned_id(name, r["instruction_id"], data)
+        remap[r["instruction_id"]] = new
+        r["instruction_id"] = new
+    for r in rows:
+        if '"shot_ids"' in r["lineage"]:
+            lin = json.loads(r["lineage"])
+            lin["shot_ids"] = [remap.get(s, s) for s in lin["shot_ids"]]
+            r["lineage"] = dumps(lin)
+    for out in ctx.extra_tables.get(LLM_OUTPUTS_TABLE) or []:
+        if out["task"] == name and out.get("instruction_id") in remap:
+            out["instruction_id"] = remap[out["instruction_id"]]
+
+
+def why_no_rows(ctx, name: str) -> str:
+    """The run summary's reason for a task with no rows (a task may have set a precise one)."""
+    st = ctx.stats.setdefault(name, {})
+    if st.get("llm_requests"):  # prompts were made: the summary shows the rejection reasons
+        return f"all {st['llm_requests']} outputs rejected ({', '.join(sorted(st.get('rejections', {})))})"
+    if "no_rows_reason" not in st:
+        if ctx.cfg.task_config(name).quota == 0:
+            st["no_rows_reason"] = "quota is 0"
+        else:
+            st["no_rows_reason"] = f"no candidate in the {len(ctx.admissions)} cohort admissions"
+    return st["no_rows_reason"]
+
+
 def synthesize(cfg: SynthesisConfig, con=None) -> dict:
     """Run every enabled task of `cfg`, write synthesis.instructions (replacing this dataset), export.
     Returns a summary: run_id, counts (DataFrame task x split), per-task stats, wall time, export paths."""
@@ -76,7 +126,9 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
                         | {"marts.dim_splits", "marts.dim_admissions"})
         warehouse.require_tables(con, needed)
         warehouse.require_finished_build(con)
-        run = warehouse.start_run(con, job="synthesis", config=cfg)
+        version = data_version(con, needed)
+        run = warehouse.start_run(con, job="synthesis", config=cfg,
+                                  run_id=f"synthesis-{config_hash(cfg)[:12]}-{version}")
         with warehouse.failing_run(con, run):
             ctx = BuildContext(con=con, cfg=cfg, run=run).load()
             names = [n for n in cfg.tasks if cfg.task_config(n).enabled]
@@ -85,6 +137,9 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
                 t0 = time.monotonic()
                 task = TASKS[name]
                 rows = task.build(ctx, cfg.task_config(name))
+                finalize_ids(ctx, name, rows)
+                if not rows:
+                    log.warning("%s made no rows: %s", name, why_no_rows(ctx, name))
                 for r in rows:
                     r["split"] = ctx.split_of(r["subject_id"])
                     r["dataset"] = cfg.dataset
@@ -114,7 +169,7 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
 
                 export_paths = export_dataset(con, cfg.dataset, cfg.export_dir, ctx.stats)
             warehouse.finish_run(con, run)
-        return {"run_id": run.run_id, "counts": counts, "stats": ctx.stats, "timings": timings,
+        return {"run_id": run.run_id, "data_version": version, "counts": counts, "stats": ctx.stats, "timings": timings,
                 "n_rows": len(df), "wall_s": time.monotonic() - started, "export": export_paths}
     finally:
         if own:
@@ -149,7 +204,7 @@ def print_summary(result: dict) -> None:
     for c in counts.columns:
         t.add_column(c, justify="right")
     t.add_column("notes")
-    for task in sorted(set(result["stats"]) - set(counts.index)):  # LLM tasks whose outputs were all rejected
+    for task in sorted(set(result["stats"]) - set(counts.index)):  # tasks without rows (rejected, or none made)
         counts.loc[task] = 0
     counts = counts.loc[sorted(i for i in counts.index if i != "total") + ["total"]]
     for task, row in counts.iterrows():
@@ -162,6 +217,11 @@ def print_summary(result: dict) -> None:
             rej = st.get("rejections")
             if rej:
                 note += "; rejected " + ", ".join(f"{k}={v}" for k, v in sorted(rej.items()))
+        if "no_rows_reason" in st and not st.get("llm_requests"):
+            note = f"{'no prompts' if TASKS[task].uses_llm else 'no rows'}: {st['no_rows_reason']}"
+        elif st.get("n_notes_text_shared_across_splits"):
+            note += ("; " if note else "") + (f"{st['n_notes_text_shared_across_splits']} note(s) left out "
+                                              "(text shared across splits)")
         t.add_row(str(task), *[str(v) for v in row.tolist()], note)
     Console().print(t)
     if result.get("export"):

@@ -7,6 +7,7 @@ items restricted to `chart_itemids`), only rows inside their admission (window_s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -40,6 +41,7 @@ class BuildContext:
     stats: dict[str, dict] = field(default_factory=dict)               # task -> counters (rejections, calls)
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # e.g. synthesis.llm_outputs
     llm_config: Any = None
+    _fingerprints: dict[int, str] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -47,6 +49,18 @@ class BuildContext:
 
     def admission(self, hadm_id: int) -> dict:
         return self._adm_index[hadm_id]
+
+    def admission_fingerprint(self, hadm_id: int) -> str:
+        """Version of the source rows a task reads for one admission: its dim_admissions row and every event
+        loaded for it (all EVENT_COLUMNS). Part of the ids of rows built from the admission (registry.versioned_id),
+        so a changed value, a new or a dropped event gives those rows new ids."""
+        hadm_id = int(hadm_id)
+        if hadm_id not in self._fingerprints:
+            ev = self.events(hadm_id)
+            digest = hashlib.sha256(pd.util.hash_pandas_object(ev[EVENT_COLUMNS], index=False).to_numpy().tobytes())
+            adm = {k: v for k, v in self.admission(hadm_id).items()}
+            self._fingerprints[hadm_id] = stable_hash(adm, len(ev), digest.hexdigest())
+        return self._fingerprints[hadm_id]
 
     def events(self, hadm_id: int) -> pd.DataFrame:
         return self.events_by_hadm.get(hadm_id, self._empty)
@@ -120,6 +134,23 @@ class BuildContext:
         self.events_by_hadm = {int(h): g for h, g in ev.groupby("hadm_id", sort=True)}
         log.info("loaded %d admissions and %d events (%s)", len(adm), len(ev), ", ".join(types))
         return self
+
+    def cohort_notes(self, task: str, columns: list[str]) -> pd.DataFrame:
+        """The cohort's discharge notes (marts.fct_notes) with `columns`, without those whose exact text also belongs
+        to a patient of another split (fct_notes.is_text_shared_across_splits): a copied note in train and test
+        would leak the test note's text into training. Counts go into stats[task]."""
+        cols = ", ".join(f"n.{c}" for c in dict.fromkeys(["note_id", "subject_id", "hadm_id", *columns]))
+        with self.cohort_view():
+            notes = self.con.execute(
+                f"select {cols}, n.is_text_shared_across_splits as _shared from marts.fct_notes n "
+                "join _synth_cohort c using (hadm_id) where n.note_type = 'discharge' order by n.note_id").df()
+        st = self.stats.setdefault(task, {})
+        st["n_cohort_notes"] = len(notes)
+        st["n_notes_text_shared_across_splits"] = int(notes["_shared"].fillna(False).sum())
+        if st["n_notes_text_shared_across_splits"]:
+            log.warning("%s: %d cohort note(s) left out: their exact text belongs to patients of two splits",
+                        task, st["n_notes_text_shared_across_splits"])
+        return notes[~notes["_shared"].fillna(False).astype(bool)].drop(columns="_shared").reset_index(drop=True)
 
     def split_of(self, subject_id: int) -> str:
         try:

@@ -75,7 +75,16 @@ def stable_hash(*parts: Any, n: int = 16) -> str:
 
 
 def instruction_id(dataset: str, task: str, version: str, *key: Any) -> str:
+    """The key id of a candidate row: what the row is about (dataset, task, version, note / admission / window ...).
+    Sampling and every seeded choice inside a task key on it, so they do not move when the data changes."""
     return f"{task}-{stable_hash(dataset, task, version, *key)}"
+
+
+def versioned_id(task: str, key_id: str, data: str) -> str:
+    """The id a row is written with: its key id and the version of the source rows it was built from (`data`, a
+    hash of e.g. the note text, or of the admission's events and facts). Same data and config give the same id;
+    changed source rows give a new one, so a rebuilt warehouse never silently reuses an id for other content."""
+    return f"{task}-{stable_hash(key_id, data)}"
 
 
 def take_quota(rows: list[dict], quota: int, seed: int, group_key: str | None = None) -> list[dict]:

@@ -30,7 +30,8 @@ from ehrforge import vocab
 TIME_FMT = "%Y-%m-%d %H:%M"
 EVENT_TITLES = {event_type: v["title"] for event_type, v in vocab.event_types().items()}
 EVENT_COLUMNS = ["event_id", "hadm_id", "event_time", "event_end_time", "event_type", "itemid", "item_label",
-                 "value_text", "value_num", "unit", "ref_range_lower", "ref_range_upper", "is_abnormal"]
+                 "value_text", "value_num", "unit", "ref_range_lower", "ref_range_upper", "is_abnormal",
+                 "is_implausible"]
 
 
 def fmt_time(t) -> str:

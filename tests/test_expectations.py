@@ -240,9 +240,13 @@ def test_unknown_suite_and_bad_ranges_are_clear_errors(tmp_path, warehouse_copy)
 
     with warehouse.session(warehouse_copy) as con, pytest.raises(ConfigError, match="unknown suite"):
         run_expectations(con, SMALL, ["nope"], docs_dir=None, write=False)
-    bad = tmp_path / "ranges.yaml"
-    bad.write_text("items:\n  '50931': {label: Glucose, unit: mg/dL, min: 10, max: 1}\n")
-    with pytest.raises(ConfigError, match="50931"):
+    bad = tmp_path / "physiological_ranges.csv"
+    header = "itemid,source_table,label,unit,min_value,max_value,median_low,median_high\n"
+    bad.write_text(header + "50931,labevents,Glucose,mg/dL,10,1,70,250\n")
+    with pytest.raises(ConfigError, match="50931.*min_value < max_value"):
+        load_ranges(bad)
+    bad.write_text(header.replace(",unit", "") + "50931,labevents,Glucose,0,2000,70,250\n")
+    with pytest.raises(ConfigError, match=r"lacks column\(s\) \['unit'\]"):
         load_ranges(bad)
 
 

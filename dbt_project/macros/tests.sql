@@ -12,3 +12,9 @@ from {{ model }}
 group by {{ columns | join(', ') }}
 having count(*) > 1
 {% endtest %}
+
+{#- Unique ignoring case: headers are matched case-insensitively, so 'Impression' and 'IMPRESSION' would clash. -#}
+{% test unique_case_insensitive(model, column_name) %}
+select upper({{ column_name }}) as value, count(*) as n from {{ model }}
+group by 1 having count(*) > 1
+{% endtest %}

@@ -5,7 +5,7 @@
 Frames: schema; by_source (exact counts per source table next to the staging view's); by_type (exact
 counts and value null rates per event type); profile (exact: rows, duplicate event ids per hash partition,
 null rates, window status); item_sample (up to `item_sample_rows` seeded rows per reviewed itemid, checked
-against expectations/ranges.yaml); sample (seeded rows with an admission: time inside the window).
+against the dbt seed physiological_ranges.csv, which also flags fct_events.is_implausible); sample (seeded rows with an admission: time inside the window).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CONTRACT = {TABLE: {
     "event_time": "TIMESTAMP", "event_end_time": "TIMESTAMP", "hours_since_admit": "DOUBLE",
     "event_type": "VARCHAR", "itemid": "VARCHAR", "item_label": "VARCHAR", "value_text": "VARCHAR",
     "value_num": "DOUBLE", "unit": "VARCHAR", "ref_range_lower": "DOUBLE", "ref_range_upper": "DOUBLE",
-    "is_abnormal": "BOOLEAN", "window_status": "VARCHAR", "hadm_id_origin": "VARCHAR",
+    "is_abnormal": "BOOLEAN", "is_implausible": "BOOLEAN", "window_status": "VARCHAR", "hadm_id_origin": "VARCHAR",
     "source_table": "VARCHAR", "source_row_key": "VARCHAR",
 }}
 
@@ -83,6 +83,10 @@ def _profile(con, settings: Settings) -> pd.DataFrame:
                    as frac_outside_admission,
                count(*) filter (where window_status = 'no_admission') / greatest(count(*), 1) as frac_no_admission,
                count(*) filter (where event_end_time < event_time) / greatest(count(*), 1) as frac_end_before_start,
+               count(*) filter (where is_implausible) as n_implausible,
+               count(*) filter (where is_implausible)
+                   / greatest(count(*) filter (where event_type in ('lab', 'chart') and value_num is not null), 1)
+                   as frac_implausible,
                {null_rates(cols)}
         from {TABLE}
     """).df()
@@ -174,6 +178,9 @@ def build(settings: Settings) -> list[Frame]:
              "no_admission_share", "most events belong to an admission (outpatient labs and omr may not)"),
         warn(gxe.ExpectColumnMaxToBeBetween(column="frac_end_before_start", max_value=0.01),
              "end_before_start_share", "event_end_time precedes event_time only for rare charting errors"),
+        warn(gxe.ExpectColumnMaxToBeBetween(column="frac_implausible", max_value=0.001),
+             "implausible_share", "values flagged is_implausible (outside seed physiological_ranges) are rare "
+             "entry errors; they stay in the mart and never become an aggregate answer"),
     ] + [
         metric_between(f"null_rate__{c}", f"null_rate.{c}", "critical", f"{c} is never null", max_value=0)
         for c in ["event_id", "subject_id", "event_time", "event_type", "source_table", "source_row_key",
@@ -187,7 +194,7 @@ def build(settings: Settings) -> list[Frame]:
 
     item_sample = [
         warn(gxe.ExpectColumnDistinctValuesToContainSet(column="itemid", value_set=sorted(items)),
-             "reviewed_items_present", "every itemid in expectations/ranges.yaml occurs (MIMIC-IV and its demo)"),
+             "reviewed_items_present", "every itemid of seed physiological_ranges occurs (MIMIC-IV and its demo)"),
     ]
     for itemid, spec in items.items():
         label = f"{itemid} {spec['label']} ({spec['unit']})"
@@ -205,7 +212,7 @@ def build(settings: Settings) -> list[Frame]:
     item_sample.append(warn(
         gxe.ExpectColumnPairValuesToBeEqual(column_A="unit", column_B="expected_unit", mostly=0.999),
         "item_units",
-        "each reviewed item is recorded in the unit of expectations/ranges.yaml; a different unit string means "
+        "each reviewed item is recorded in the unit of seed physiological_ranges; a different unit string means "
         "the source changed how it reports the item (one item switching fails this)"))
 
     sample = [

@@ -4,6 +4,11 @@
 
 Note text never enters GX: the frames carry lengths (characters after trimming), so Data Docs and
 dq.expectation_results hold no clinical text.
+
+Reported besides: parse coverage per note type (share of notes whose main sections were found,
+fct_notes.has_main_sections) and note text shared by patients of different splits
+(fct_notes.is_text_shared_across_splits: such notes are left out of the note tasks, but their number says how
+much copied text the source holds).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ CONTRACT = {
     NOTES: {"note_id": "VARCHAR", "subject_id": "BIGINT", "hadm_id": "BIGINT", "note_type": "VARCHAR",
             "note_seq": "INTEGER", "charttime": "TIMESTAMP", "chief_complaint": "VARCHAR",
             "history_of_present_illness": "VARCHAR", "brief_hospital_course": "VARCHAR",
-            "discharge_diagnosis": "VARCHAR", "n_sections": "BIGINT", "n_chars": "BIGINT", "n_words": "BIGINT",
+            "discharge_diagnosis": "VARCHAR", "assessment_and_plan": "VARCHAR", "has_main_sections": "BOOLEAN",
+            "is_text_shared_across_splits": "BOOLEAN", "n_sections": "BIGINT", "n_chars": "BIGINT", "n_words": "BIGINT",
             "clean_text": "VARCHAR", "text": "VARCHAR"},
     SECTIONS: {"note_section_id": "VARCHAR", "note_id": "VARCHAR", "section": "VARCHAR", "section_order": "BIGINT",
                "section_text": "VARCHAR", "n_chars": "BIGINT"},
@@ -36,6 +42,14 @@ def build(settings: Settings) -> list[Frame]:
                        as frac_empty_text,
                    1.0 * count(*) filter (where clean_text is null or trim(clean_text) = '') / greatest(count(*), 1)
                        as frac_empty_clean_text,
+                   avg(case when has_main_sections then 1.0 else 0.0 end) as parse_coverage,
+                   coalesce(avg(case when has_main_sections then 1.0 else 0.0 end)
+                            filter (where note_type = 'discharge'), 1.0) as parse_coverage_discharge,
+                   coalesce(avg(case when has_main_sections then 1.0 else 0.0 end)
+                            filter (where note_type = 'radiology'), 1.0) as parse_coverage_radiology,
+                   count(*) filter (where is_text_shared_across_splits) as n_notes_text_shared_across_splits,
+                   count(distinct text_md5) filter (where is_text_shared_across_splits)
+                       as n_texts_shared_across_splits,
                    {null_rates(["note_id", "subject_id", "note_type", "charttime"])}
             from {NOTES}
         ),
@@ -72,6 +86,19 @@ def build(settings: Settings) -> list[Frame]:
                        "every section belongs to a note of fct_notes", max_value=0),
         metric_between("n_sections_rows", "sections_present", "warn",
                        "section extraction found sections", min_value=1),
+        metric_between("parse_coverage", "parse_coverage", "warn",
+                       "parse coverage: at least 90% of the notes have their main sections found (discharge: history "
+                       "of present illness and brief hospital course or assessment and plan; radiology: findings or "
+                       "impression); below means a heading style the header vocabulary (note_section_headers) misses",
+                       min_value=0.9),
+    ] + [
+        metric_between(f"parse_coverage_{t}", f"parse_coverage.{t}", "warn",
+                       f"parse coverage of {t} notes at least 90% (1.0 when there are none)", min_value=0.9)
+        for t in NOTE_TYPES
+    ] + [
+        metric_between("n_notes_text_shared_across_splits", "note_text_shared_across_splits", "warn",
+                       "no exact note text belongs to patients of two splits (such notes are left out of note "
+                       "tasks; n_texts_shared_across_splits counts the distinct texts)", max_value=0),
     ] + [
         metric_between(f"null_rate__{c}", f"null_rate.{c}", "critical", f"{c} is never null", max_value=0)
         for c in ["note_id", "subject_id", "note_type"]
@@ -136,4 +163,5 @@ def build(settings: Settings) -> list[Frame]:
 
 
 SUITE = SuiteSpec("notes", [NOTES, SECTIONS, "marts.dim_admissions"], build,
-                  description="notes: counts vs source, empty text, lengths, time windows")
+                  description="notes: counts vs source, empty text, lengths, time windows, parse coverage, "
+                              "text shared across splits")

@@ -104,7 +104,8 @@ class DecisionMaking(Task):
                          "subject_id": int(adm["subject_id"]), "hadm_id": hadm, "context": rendered.text,
                          "instruction": q, "answer": json.dumps(answer, ensure_ascii=False), "answer_type": "set",
                          "lineage": json.dumps(lineage, sort_keys=True), "template_id": c["template_id"],
-                         "prompt_hash": None, "generator_model": None, "seed": ctx.seed})
+                         "prompt_hash": None, "generator_model": None, "seed": ctx.seed,
+                         "_data": ctx.admission_fingerprint(hadm)})
         return rows
 
     @staticmethod

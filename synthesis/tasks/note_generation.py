@@ -36,11 +36,9 @@ class NoteGenConfig(TaskConfig):
 class NoteGeneration(Task):
     def build(self, ctx, cfg: NoteGenConfig) -> list[dict]:
         con = ctx.con
+        notes = ctx.cohort_notes(self.name, ["clean_text"])  # leaves out text shared across splits
+        notes = notes[notes["clean_text"].notna()].reset_index(drop=True)
         with ctx.cohort_view():
-            notes = con.execute(
-                "select n.note_id, n.subject_id, n.hadm_id, n.clean_text from marts.fct_notes n "
-                "join _synth_cohort c using (hadm_id) where n.note_type = 'discharge' and n.clean_text is not null "
-                "order by n.note_id").df()
             dx = con.execute(
                 "select e.event_id, e.hadm_id, e.itemid, e.item_label, e.value_num as priority from marts.fct_events e "
                 "join _synth_cohort c using (hadm_id) where e.event_type = 'diagnosis' "
@@ -66,7 +64,12 @@ class NoteGeneration(Task):
                           "subject_id": int(n["subject_id"]), "hadm_id": int(n["hadm_id"]), "context": "",
                           "instruction": ins, "answer": n["clean_text"].strip()[: cfg.max_note_chars],
                           "answer_type": "text", "lineage": dumps(lineage), "template_id": "icd_to_discharge_summary",
-                          "prompt_hash": None, "generator_model": None, "seed": ctx.seed})
+                          "prompt_hash": None, "generator_model": None, "seed": ctx.seed,
+                          "_data": stable_hash(n["clean_text"], ins)})
+        if not cands:
+            st = ctx.stats.setdefault(self.name, {})
+            st["no_rows_reason"] = (f"0 of {len(notes)} cohort notes (text not shared across splits) have an "
+                                    "admission with coded diagnoses")
         rows = take_quota(cands, cfg.quota, ctx.seed)
         if cfg.generate_n and ctx.cfg.generator is not None:
             self._report(ctx, cfg, rows, notes)

@@ -31,6 +31,7 @@ SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "asclepius.yaml"
 ASCLEPIUS_TASKS = ("named_entity_recognition", "abbreviation_expansion", "relation_extraction",
                    "temporal_information_extraction", "coreference_resolution", "paraphrasing", "summarization",
                    "question_answering")
+MIN_NOTE_CHARS = 200  # shorter note context gives the generator too little to write from
 SYSTEM = ("You write instruction-tuning data from clinical notes. Reply with exactly one JSON object "
           '{"instruction": "...", "answer": "..."} and nothing else.')
 
@@ -71,17 +72,15 @@ class ReasoningQAConfig(NoteQAConfig):
 SECTION_TITLES = {"chief_complaint": "Chief Complaint", "history_of_present_illness": "History of Present Illness",
                   "past_medical_history": "Past Medical History", "brief_hospital_course": "Brief Hospital Course",
                   "discharge_diagnosis": "Discharge Diagnosis", "discharge_medications": "Discharge Medications",
-                  "discharge_instructions": "Discharge Instructions", "impression": "Impression"}
+                  "discharge_instructions": "Discharge Instructions", "impression": "Impression",
+                  "assessment_and_plan": "Assessment and Plan"}
 
 
 class _NoteTask(Task):
     def _notes(self, ctx, cfg):
-        with ctx.cohort_view():
-            cols = ", ".join(SECTION_TITLES)
-            notes = ctx.con.execute(
-                f"select n.note_id, n.subject_id, n.hadm_id, n.note_type, n.clean_text, {cols} from marts.fct_notes n "
-                "join _synth_cohort c using (hadm_id) where n.note_type = 'discharge' order by n.note_id").df()
+        notes = ctx.cohort_notes(self.name, ["note_type", "clean_text", *SECTION_TITLES])
         out = []
+        n_with_sections = 0
         for n in notes.to_dict("records"):
             if cfg.sections:
                 parts = [f"{SECTION_TITLES[s]}: {str(n[s]).strip()}" for s in cfg.sections
@@ -89,9 +88,28 @@ class _NoteTask(Task):
                 text = "\n".join(parts)
             else:
                 text = (n["clean_text"] or "").strip()
-            if len(text) >= 200:
+            n_with_sections += bool(text)
+            if len(text) >= MIN_NOTE_CHARS:
                 out.append((n, text[: cfg.note_max_chars]))
+        if not out:  # say why in the run summary: no prompts without notes to write them from
+            ctx.stats.setdefault(self.name, {})["no_rows_reason"] = self._why_no_notes(
+                ctx, cfg, n_with_sections)
         return out
+
+    def _why_no_notes(self, ctx, cfg, n_with_sections: int) -> str:
+        st = ctx.stats[self.name]
+        n, shared = st["n_cohort_notes"], st["n_notes_text_shared_across_splits"]
+        left = n - shared
+        if n == 0:
+            return (f"0 discharge notes in marts.fct_notes for the {len(ctx.admissions)} cohort admissions "
+                    "(no MIMIC-IV-Note folder, or no note matches the cohort)")
+        if left == 0:
+            return f"all {n} cohort notes left out: their text is shared by patients of different splits"
+        if cfg.sections and n_with_sections == 0:
+            names = " or ".join(SECTION_TITLES[s].lower() for s in cfg.sections)
+            return f"0 of {left} notes have a {names}"
+        what = f"{' + '.join(SECTION_TITLES[s].lower() for s in cfg.sections)} text" if cfg.sections else "text"
+        return f"0 of {left} notes have {MIN_NOTE_CHARS}+ characters of {what} ({n_with_sections} have some)"
 
     def _prompt(self, task_type: str, note_text: str, shots: list[dict], unanswerable: bool) -> list[dict]:
         seeds = load_seeds()
@@ -187,7 +205,7 @@ class _NoteTask(Task):
                              "subject_id": int(n["subject_id"]), "hadm_id": int(n["hadm_id"]), "context": c["_text"],
                              "instruction": ins, "answer": ans, "answer_type": "text", "lineage": dumps(lineage),
                              "template_id": tt, "prompt_hash": p_hash, "generator_model": generator_model(ctx),
-                             "seed": ctx.seed})
+                             "seed": ctx.seed, "_data": stable_hash(n["note_id"], c["_text"])})
         log.close()
         return rows
 

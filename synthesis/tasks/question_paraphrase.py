@@ -97,7 +97,8 @@ class QuestionParaphrase(Task):
                        "cache_key": resp.cache_key}
             rows.append(dict(p, instruction_id=iid, task=self.name, task_version=self.version,
                              instruction=para + suffix, lineage=dumps(lineage), template_id=p["template_id"],
-                             prompt_hash=p_hash, generator_model=generator_model(ctx), seed=ctx.seed))
+                             prompt_hash=p_hash, generator_model=generator_model(ctx), seed=ctx.seed,
+                             _data=p["instruction_id"]))  # the parent's id carries its data version
         log.close()
         return rows
 

@@ -91,7 +91,9 @@ class RiskPrediction(Task):
                          "subject_id": int(r["subject_id"]), "hadm_id": int(r["hadm_id"]), "context": rendered.text,
                          "instruction": q, "answer": c["answer"], "answer_type": "yes_no",
                          "lineage": json.dumps(lineage, sort_keys=True), "template_id": r["task"],
-                         "prompt_hash": None, "generator_model": None, "seed": ctx.seed})
+                         "prompt_hash": None, "generator_model": None, "seed": ctx.seed,
+                         "_data": stable_hash(ctx.admission_fingerprint(int(r["hadm_id"])), bool(r["label"]),
+                                              str(r["prediction_time"]), str(r["outcome_time"]))})
         return rows
 
     def recompute(self, con, rows: list[dict]) -> list:

@@ -3,6 +3,8 @@
 Templates: value_at_time, abnormal_at_time, first_value / last_value / count / min / max / mean in a window
 (first 12/24/48 h of the admission, last 12/24/48 h of the record shown, hospital day d), occurred (did X happen in
 a window: yes/no), first_time / last_time (when X was first/last recorded in the record shown), los.
+No min / max / mean question is asked over values of which one is flagged fct_events.is_implausible (outside the
+item's physiological range, seed physiological_ranges): an entry error never becomes an aggregate answer.
 
 A question is asked only when all of its evidence is inside the rendered context: its window lies within the context
 window and starts after the latest minute that truncation dropped (Rendered.covers). Items are named by
@@ -109,6 +111,7 @@ class TemplateQA(Task):
         seed = ctx.seed
         base_lineage = {"source_marts": self.source_marts, "hadm_id": int(adm["hadm_id"]),
                         "context": rendered.lineage()}
+        data = ctx.admission_fingerprint(int(adm["hadm_id"]))
 
         def make(template: str, key: tuple, question: str, answer: str, answer_type: str, extra: dict) -> dict:
             iid = instruction_id(ctx.cfg.dataset, self.name, self.version, template, ctx_id, *key)
@@ -117,7 +120,7 @@ class TemplateQA(Task):
                     "subject_id": int(adm["subject_id"]), "hadm_id": int(adm["hadm_id"]),
                     "context": rendered.text, "instruction": question, "answer": answer, "answer_type": answer_type,
                     "lineage": json.dumps(lineage, sort_keys=True), "template_id": template, "prompt_hash": None,
-                    "generator_model": None, "seed": seed}
+                    "generator_model": None, "seed": seed, "_data": data}
 
         def ordered(keys, salt):
             return sorted(keys, key=lambda k: stable_hash(seed, ctx_id, salt, k))
@@ -202,7 +205,10 @@ class TemplateQA(Task):
                     q = f"How many {name} measurements were recorded {phrase}?"
                     out.append(make("count", (wid, et, label), q, str(len(g)), "number", extra))
                     counts["count"] += 1
-                if numeric and unit is not None:
+                # range guard: a value flagged is_implausible (fct_events, seed physiological_ranges) is an entry
+                # error; it stays in the context as recorded but never becomes a lowest / highest / mean answer
+                guarded = any(bool(r.get("is_implausible")) for r in g)
+                if numeric and unit is not None and not guarded:
                     for tpl, fn in (("min", "min"), ("max", "max"), ("mean", "mean")):
                         if tpl not in want or counts[tpl] >= cfg.per_context or (tpl == "mean" and len(g) < 2):
                             continue
@@ -309,7 +315,8 @@ class TemplateQA(Task):
             return str(con.execute(f"select count(*) {win}", args).fetchone()[0])
         if tpl in ("min", "max", "mean"):
             fn = {"min": "min", "max": "max", "mean": "avg"}[tpl]
-            (v,) = con.execute(f"select {fn}(value_num) {win}", args).fetchone()
+            # the range guard in SQL, mimic-code style: implausible values never enter an aggregate
+            (v,) = con.execute(f"select {fn}(value_num) filter (where not is_implausible) {win}", args).fetchone()
             return None if v is None else fmt_num(half_up(v, 2) if tpl == "mean" else float(v))
         if tpl in ("first_value", "last_value"):
             agg = "min" if tpl == "first_value" else "max"

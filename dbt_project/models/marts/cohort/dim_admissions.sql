@@ -17,12 +17,11 @@ notes as (
     group by hadm_id
 ),
 sequenced as (
-    select
-        a.*,
-        lead(a.admittime) over (partition by a.subject_id order by a.admittime, a.hadm_id) as next_admittime,
-        lead(a.hadm_id) over (partition by a.subject_id order by a.admittime, a.hadm_id) as next_hadm_id,
-        row_number() over (partition by a.subject_id order by a.admittime, a.hadm_id) as admission_seq
+    -- order, next admission and the 30-day readmission rule: one definition, shared with fct_outcomes
+    select a.*, q.admission_seq, q.next_hadm_id, q.next_admittime, q.days_to_next_admission,
+           q.is_in_hospital_death, q.is_followed_by_continuation, q.is_readmitted_30d
     from admissions a
+    join {{ ref('int_admissions_sequenced') }} q using (hadm_id)
 ),
 joined as (
     select
@@ -42,10 +41,12 @@ joined as (
         date_diff('second', s.admittime, s.dischtime) / 86400.0 as los_days,
         coalesce(i.n_icu_stays, 0) as n_icu_stays,
         i.first_icu_intime,
-        s.deathtime is not null or s.hospital_expire_flag as is_in_hospital_death,
+        s.is_in_hospital_death,
         s.next_hadm_id,
         s.next_admittime,
-        date_diff('second', s.dischtime, s.next_admittime) / 86400.0 as days_to_next_admission,
+        s.days_to_next_admission,
+        s.is_followed_by_continuation,
+        s.is_readmitted_30d,
         coalesce(n.n_discharge_notes, 0) as n_discharge_notes
     from sequenced s
     join patients p using (subject_id)
@@ -54,10 +55,6 @@ joined as (
 )
 select
     *,
-    -- readmission is undefined (NULL) after an in-hospital death
-    case when is_in_hospital_death then null
-         else coalesce(days_to_next_admission between 0 and {{ var('readmission_days') }}, false)
-    end as is_readmitted_30d,
     n_icu_stays > 0 as has_icu_stay,
     n_discharge_notes > 0 as has_discharge_note,
     age_at_admission >= {{ var('cohort_min_age') }} as is_adult,

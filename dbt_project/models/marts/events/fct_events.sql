@@ -54,6 +54,7 @@ select
     e.ref_range_lower,
     e.ref_range_upper,
     e.is_abnormal,
+    coalesce(e.is_implausible, false) as is_implausible,
     case
         when e.hadm_id is null then 'no_admission'
         when e.event_time between a.admittime and a.dischtime then 'in_admission'

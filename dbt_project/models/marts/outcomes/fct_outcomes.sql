@@ -3,8 +3,10 @@
 -- still in hospital (or ICU) at the prediction time, so every prediction_time precedes outcome_time.
 --   in_hospital_mortality  admittime + 24h  -> deathtime (1) or dischtime (0)
 --   los_gt_3d / los_gt_7d  admittime + 24h  -> admittime + 3/7 days (1) or dischtime (0)
---   readmission_30d        dischtime        -> next admittime (1) or dischtime + 30 days (0); in-hospital
---                                              deaths and overlapping next admissions are excluded
+--   readmission_30d        dischtime        -> next admittime (1) or dischtime + 30 days (0); the rule and its
+--                                              exclusions (in-hospital deaths, continuations within
+--                                              var('readmission_continuation_hours') h) are int_admissions_sequenced's,
+--                                              read through dim_admissions.is_readmitted_30d (NULL = not eligible)
 --   icu_mortality          intime + 24h     -> deathtime (1) or ICU outtime (0)
 {% set h = var('prediction_hours_after_admit') %}
 -- admissions with impossible times (dischtime < admittime) get no time-based label
@@ -34,7 +36,7 @@ rows as (
            case when is_readmitted_30d then next_admittime else dischtime + to_days({{ var('readmission_days') }}) end,
            is_readmitted_30d
     from adm
-    where not is_in_hospital_death and (next_admittime is null or next_admittime > dischtime)
+    where is_readmitted_30d is not null
     union all
     select 'icu_mortality', subject_id, hadm_id, stay_id, intime + to_hours({{ var('icu_prediction_hours_after_intime') }}),
            case when is_icu_death then deathtime else outtime end, is_icu_death
