@@ -3,8 +3,11 @@
     python -m ehrforge.build                     # = make build
     python -m ehrforge.build --select marts      # any extra arguments go to `dbt build`
 
-Before dbt runs, the input files are checked cheaply (present, readable header) so a wrong MIMIC_ROOT or
-a corrupt download fails in a second with the file's name, not minutes into the build.
+Before dbt runs, the input files are checked cheaply (present, readable header, at least one row) so a wrong
+MIMIC_ROOT or a corrupt download fails in a second with the file's name, not minutes into the build.
+Exit status: 0 built; 1 the build ran and a model or test failed; 2 bad input (raw files, MIMIC_ROOT) or a
+missing/locked warehouse. Each build opens a marker in meta.dbt_builds and closes it at the end, so an
+interrupted or failed build is refused by every job (docs/crash-safety.md).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from ehrforge.errors import EhrforgeError, InputDataError
+from ehrforge.errors import EhrforgeError, InputDataError, RunFailedError, WarehouseError, exit_code
 from ehrforge.paths import DBT_PROJECT_DIR, warehouse_path
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,7 @@ def preflight(mimic_root: str | None, note_root: str | None) -> None:
             opener = gzip.open if path.name.endswith(".gz") else open
             with opener(path, "rt", newline="") as fh:
                 header = fh.readline()
+                first_row = fh.readline()
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise InputDataError(
                 f"cannot read {path}: {exc}. The file is corrupt (an interrupted download?): "
@@ -90,6 +95,12 @@ def preflight(mimic_root: str | None, note_root: str | None) -> None:
             raise InputDataError(
                 f"{path} lacks column(s) {', '.join(missing)} (header: {header.strip()[:200]}). The file is from "
                 "another release or was edited; restore the PhysioNet original or rename the column(s) back."
+            )
+        if not first_row.strip():
+            raise InputDataError(
+                f"{path} (MIMIC-IV table {module}/{table}) has a header but no rows: the download or conversion was "
+                "cut short. Download it again and check it against SHA256SUMS.txt"
+                + (", or remove the file (the table is optional)." if optional else ".")
             )
 
 
@@ -105,18 +116,95 @@ def release_dbt_connection() -> None:
             DuckDBConnectionManager._ENV = None
 
 
+def _dbt_errors(res) -> str:
+    """Every error message of a dbt invocation: its exception and the failed nodes' messages."""
+    texts = [str(res.exception)] if res.exception is not None else []
+    for r in getattr(res.result, "results", None) or []:
+        if getattr(r, "status", None) in ("error", "runtime error") and getattr(r, "message", None):
+            texts.append(str(r.message))
+    return "\n".join(texts)
+
+
+_GZIP = re.compile(r"(?i)gzip|zlib|unexpected end of (file|stream)")
+_FILE = re.compile(r"[\w./~-]+\.(?:csv\.gz|csv|parquet)")
+
+
+def _translate(errors: str) -> EhrforgeError | None:
+    """A dbt failure that is really bad input or a locked warehouse, as the error every job raises for it."""
+    if "Could not set lock" in errors or "Conflicting lock" in errors:
+        return WarehouseError(warehouse_lock_message(errors))
+    if _GZIP.search(errors):
+        files = _FILE.findall(errors)
+        named = files[0] if files else "a raw MIMIC-IV file (see the dbt message below)"
+        detail = next((ln.strip() for ln in errors.splitlines() if _GZIP.search(ln)), "")
+        return InputDataError(
+            f"{named} is corrupt or truncated (an interrupted download?): {detail[:300]}. "
+            "Fix: download the file again and check it against SHA256SUMS.txt (`sha256sum -c SHA256SUMS.txt` in "
+            "the MIMIC-IV folder), then rerun the build.")
+    return None
+
+
+def warehouse_lock_message(errors: str) -> str:
+    from ehrforge.warehouse import lock_message
+
+    return lock_message(warehouse_path(), errors)
+
+
+def _close_open_markers(reason: str) -> None:
+    """A build that stopped before on-run-end (a hook error) leaves its marker 'running': close it as failed."""
+    import duckdb
+
+    from ehrforge import warehouse
+
+    path = warehouse_path()
+    if not path.exists():
+        return
+    try:
+        with warehouse.session(path) as con:
+            if warehouse.table_exists(con, "meta.dbt_builds") and "status" in warehouse.table_columns(
+                    con, "meta.dbt_builds"):
+                con.execute("update meta.dbt_builds set status = 'failed', finished_at = now()::timestamp, "
+                            "n_errors = coalesce(n_errors, 1), failed_nodes = coalesce(failed_nodes, ?) "
+                            "where status = 'running'", [reason[:500]])
+    except (EhrforgeError, duckdb.Error) as exc:  # the marker stays 'running', which jobs refuse as well
+        log.warning("could not close the build marker: %s", exc)
+
+
 def run_dbt(args: list[str]) -> bool:
+    """`dbt <args>` in-process on the warehouse at `ehrforge.paths.warehouse_path()` (whatever the working folder).
+    Returns dbt's success; raises WarehouseError (locked), InputDataError (a corrupt raw file) or EhrforgeError."""
     from dbt.cli.main import dbtRunner
 
+    from ehrforge import warehouse
+
+    path = warehouse_path()
+    warehouse.connect(path).close()  # a locked warehouse fails here with the one lock message, not inside dbt
+    saved = os.environ.get("EHRFORGE_DUCKDB")
+    os.environ["EHRFORGE_DUCKDB"] = str(path)  # the profile then opens the file Python uses
     try:
         res = dbtRunner().invoke(
             args + ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
         )
     finally:
         release_dbt_connection()
+        if saved is None:
+            os.environ.pop("EHRFORGE_DUCKDB", None)
+        else:
+            os.environ["EHRFORGE_DUCKDB"] = saved
+    if res.success:
+        return True
+    errors = _dbt_errors(res)
+    if args and args[0] in ("build", "run", "seed"):
+        _close_open_markers(errors.strip().splitlines()[0][:300] if errors.strip() else "dbt stopped")
+    translated = _translate(errors)
+    if translated is not None:
+        raise translated
     if res.exception is not None:
-        raise EhrforgeError(f"dbt failed: {res.exception}")
-    return bool(res.success)
+        msg = str(res.exception)
+        if "MIMIC" in msg and ("missing" in msg or "lacks" in msg or "no rows" in msg or "not set" in msg):
+            raise InputDataError(msg)
+        raise RunFailedError(f"dbt failed: {res.exception}")
+    return False
 
 
 def summary() -> str:
@@ -136,6 +224,12 @@ def summary() -> str:
                 con, "select count(*) filter (where is_llemr_cohort), count(*) from marts.dim_admissions"
             )
             lines.append(f"cohorts: all admissions {n_adm}, LLemr {n_llemr}")
+            if "is_dischtime_before_admittime" in warehouse.table_columns(con, "marts.dim_admissions"):
+                n_bad = warehouse.fetch_scalar(
+                    con, "select count(*) from marts.dim_admissions where is_dischtime_before_admittime")
+                if n_bad:
+                    lines.append(f"warning: {n_bad} admission(s) end before they start (dischtime < admittime): "
+                                 "kept, flagged is_dischtime_before_admittime, and given no time-based label")
     return "\n".join(lines)
 
 
@@ -145,17 +239,16 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     try:
         preflight(os.environ.get("MIMIC_ROOT"), os.environ.get("MIMIC_NOTE_ROOT"))
-        from ehrforge import warehouse
-
-        warehouse.connect().close()  # a locked warehouse fails here with the fix, not deep inside dbt
         ok = run_dbt(["build"] + argv)
         if not ok:
-            sys.exit("error: dbt build failed (see the messages above); the marts from this build are not to be "
-                     "used, and Python jobs will refuse them until a build succeeds.")
+            print("error: dbt build failed (see the messages above); the marts from this build are not to be used, "
+                  "and Python jobs will refuse them until a build succeeds.", file=sys.stderr)
+            sys.exit(1)
         print(summary())
         print(f"built in {time.perf_counter() - start:.1f} s")
     except EhrforgeError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exit_code(exc))
 
 
 if __name__ == "__main__":

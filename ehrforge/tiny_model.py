@@ -59,12 +59,16 @@ def build_tiny_model(
     max_position_embeddings: int = 4096,
     seed: int = 0,
 ) -> Path:
-    """Train a tokenizer on `texts`, build a random-init Llama of the given shape, save both to `out_dir`."""
+    """Train a tokenizer on `texts`, build a random-init Llama of the given shape, save both to `out_dir`.
+
+    Written into a temporary sibling and renamed when complete (ehrforge.atomic): a kill leaves no half-built
+    model at `out_dir`, and an existing `out_dir` is replaced only by a finished one."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    from ehrforge.atomic import atomic_dir
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -87,8 +91,9 @@ def build_tiny_model(
         pad_token_id=tokenizer.pad_token_id,
         do_sample=False,
     )
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_dir(out_dir, meta={"artifact": "tiny_model"}) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     log.info("tiny model (%d params) written to %s", sum(p.numel() for p in model.parameters()), out_dir)
     return out_dir
 
@@ -102,9 +107,23 @@ def cached_tiny_model(texts: list[str], prefix: str = "tiny", root: str | Path |
 
     digest = hashlib.sha256(json.dumps([shape, texts], sort_keys=True).encode()).hexdigest()[:12]
     out = Path(root or runs_dir()) / "tiny" / f"{prefix}-{digest}"
-    if not (out / "config.json").exists():
+    if not tiny_model_complete(out):
         build_tiny_model(out, texts, **shape)
     return out
+
+
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def tiny_model_complete(path: str | Path) -> bool:
+    """A finished tiny model: the atomic-write marker, or (written before the marker existed) every file a load
+    needs. An empty or half-written folder left by a killed run is not, and is rebuilt over."""
+    from ehrforge.atomic import is_complete
+
+    path = Path(path)
+    if is_complete(path):
+        return True
+    return all((path / f).is_file() for f in MODEL_FILES) and any(path.glob("*.safetensors"))
 
 
 def warehouse_texts(con, limit: int = 2000) -> list[str]:

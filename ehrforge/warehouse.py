@@ -40,7 +40,8 @@ RUN_COLUMNS = ["run_id", "created_at", "code_version", "config_hash"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _lock_message(path: Path, exc: Exception) -> str:
+def lock_message(path: str | Path, exc: Exception | str) -> str:
+    """The one message every job (and a dbt build started from Python) prints when the warehouse is locked."""
     holder = ""
     m = re.search(r"PID (\d+)", str(exc))
     if m:
@@ -74,7 +75,7 @@ def connect(
             if "lock" not in str(exc).lower():
                 raise WarehouseError(f"cannot open the warehouse {path}: {exc}") from exc
             if time.monotonic() >= deadline:
-                raise WarehouseError(_lock_message(path, exc)) from exc
+                raise WarehouseError(lock_message(path, exc)) from exc
             time.sleep(0.2)
 
 
@@ -127,27 +128,49 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def require_tables(con: duckdb.DuckDBPyConnection, tables: list[str], hint: str | None = None) -> None:
-    """Fail with a clear message if any table is missing, or if the last dbt build did not succeed."""
+    """Fail with a clear message if any table is missing, or if the last dbt build did not finish successfully."""
     missing = [t for t in tables if not table_exists(con, t)]
     if missing:
         fix = hint or "build the warehouse first: `make build` (runs `dbt build` in dbt_project/)"
         raise WarehouseError(f"missing warehouse table(s): {', '.join(missing)}. Fix: {fix}")
     if any(t.split(".")[0] in ("marts", "staging", "intermediate") for t in tables):
-        check_last_build(con)
+        require_finished_build(con)
 
 
-def check_last_build(con: duckdb.DuckDBPyConnection) -> None:
-    """Marts are trusted only if the most recent `dbt build` finished without errors."""
+def require_finished_build(con: duckdb.DuckDBPyConnection) -> None:
+    """The one check every job runs before it reads anything derived from the marts: the most recent `dbt build`
+    that changed staging, intermediate or mart tables finished, and without errors.
+
+    Each build opens its row in meta.dbt_builds (status `running`) in its first on-run-start hook and closes it
+    at the end (`succeeded` / `failed`); a build killed midway, or stopped in a hook, leaves `running`. Builds
+    that change only the results marts (evaluation's results step) do not count. A warehouse no dbt build ever
+    wrote (e.g. a synthetic test warehouse) has no meta.dbt_builds and passes."""
     if not table_exists(con, "meta.dbt_builds"):
         return
-    row = fetch_one(
-        con, "select invocation_id, n_errors, failed_nodes from meta.dbt_builds order by finished_at desc limit 1"
-    )
-    if row and row[1]:
+    cols = set(table_columns(con, "meta.dbt_builds"))
+    if "status" in cols:
+        row = fetch_one(
+            con, "select invocation_id, coalesce(status, case when n_errors > 0 then 'failed' else 'succeeded' end), "
+            "n_errors, failed_nodes, coalesce(started_at, finished_at) from meta.dbt_builds "
+            "where coalesce(touches_marts, true) order by coalesce(started_at, finished_at) desc limit 1")
+    else:  # a warehouse built before build markers existed
+        row = fetch_one(con, "select invocation_id, case when n_errors > 0 then 'failed' else 'succeeded' end, "
+                        "n_errors, failed_nodes, finished_at from meta.dbt_builds order by finished_at desc limit 1")
+    if not row:
+        return
+    invocation, status, n_errors, failed_nodes, started = row
+    if status == "running":
         raise WarehouseError(
-            f"the last dbt build ({row[0]}) failed ({row[1]} error(s): {row[2]}); the marts may be stale or "
-            "partial. Fix the error and rerun `make build` before running Python jobs."
-        )
+            f"the last dbt build ({invocation}, started {started}) did not finish: it was killed, stopped in a hook, "
+            "or is still running. Its marts may mix old and new tables. Rerun `make build` (or `dbt build`) to "
+            "completion before running Python jobs.")
+    if status != "succeeded" or n_errors:
+        raise WarehouseError(
+            f"the last dbt build ({invocation}) failed ({n_errors or 0} error(s): {failed_nodes}); the marts may be "
+            "stale or partial. Fix the error and rerun `make build` before running Python jobs.")
+
+
+check_last_build = require_finished_build  # the name older callers use
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,20 +226,56 @@ def start_run(
     con.execute("create schema if not exists meta")
     con.execute(
         "create table if not exists meta.runs (run_id varchar primary key, job varchar, config_hash varchar, "
-        "code_version varchar, config_json varchar, created_at timestamp, status varchar, finished_at timestamp)"
+        "code_version varchar, config_json varchar, created_at timestamp, status varchar, finished_at timestamp, "
+        "error varchar)"
     )
+    con.execute("alter table meta.runs add column if not exists error varchar")  # warehouses from before it
     con.execute(
-        "insert or replace into meta.runs values (?, ?, ?, ?, ?, ?, 'running', null)",
+        "insert or replace into meta.runs (run_id, job, config_hash, code_version, config_json, created_at, status, "
+        "finished_at, error) values (?, ?, ?, ?, ?, ?, 'running', null, null)",
         [run.run_id, job, chash, run.code_version, config_json(config), run.created_at],
     )
     return run
 
 
-def finish_run(con: duckdb.DuckDBPyConnection, run: RunInfo, status: str = "succeeded") -> None:
+def finish_run(con: duckdb.DuckDBPyConnection, run: RunInfo | str, status: str = "succeeded",
+               error: str | None = None) -> None:
+    """Close a run in meta.runs: `succeeded`, `incomplete` or `failed` (with the reason in `error`)."""
+    run_id = run if isinstance(run, str) else run.run_id
+    con.execute("alter table meta.runs add column if not exists error varchar")
     con.execute(
-        "update meta.runs set status = ?, finished_at = ? where run_id = ?",
-        [status, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), run.run_id],
+        "update meta.runs set status = ?, finished_at = ?, error = ? where run_id = ?",
+        [status, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), error, run_id],
     )
+
+
+def failure_reason(exc: BaseException) -> str:
+    text = str(exc).strip() or "(no message)"
+    return f"{type(exc).__name__}: {text}"[:4000]
+
+
+def mark_failed(con: duckdb.DuckDBPyConnection, run: RunInfo | str, exc: BaseException) -> None:
+    """Best effort: record `exc` as the reason the run failed, never hiding the original error."""
+    for attempt in range(2):
+        try:
+            finish_run(con, run, status="failed", error=failure_reason(exc))
+            return
+        except duckdb.Error as err:  # e.g. a transaction the failure left open
+            if attempt == 0:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("rollback")
+            else:
+                log.warning("could not mark run %s failed: %s", run if isinstance(run, str) else run.run_id, err)
+
+
+@contextlib.contextmanager
+def failing_run(con: duckdb.DuckDBPyConnection, run: RunInfo) -> Iterator[RunInfo]:
+    """Mark `run` failed, with the reason, on any error or refusal raised inside the block (then re-raise)."""
+    try:
+        yield run
+    except BaseException as exc:
+        mark_failed(con, run, exc)
+        raise
 
 
 def write_table(

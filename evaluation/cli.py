@@ -4,6 +4,9 @@ warehouse, then rebuild the results marts.
     python -m evaluation.cli --config evaluation/specs/demo.yaml [key=value ...]    # = make evaluate CONFIG=...
     python -m evaluation.cli --config evaluation/specs/demo.yaml data.subset.n_per_task=5 bootstrap.n=200
     python -m evaluation.cli --list-metrics
+
+Exit status: 0 done; 2 bad spec, input or config (incl. marts from an unfinished or failed build, a PHI-guard
+refusal); 1 the run failed. Any error or refusal marks the model's run `failed` in meta.runs with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    from ehrforge.errors import EhrforgeError
+    from ehrforge.errors import EhrforgeError, exit_code
 
     try:
         if args.list_metrics:
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         summaries = evaluate(spec, progress=not args.no_progress,
                              build_results=False if args.no_build else None)
     except EhrforgeError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exit_code(exc))  # 2 bad input or config, 1 the run failed (docs/crash-safety.md)
     for s in summaries:
         print(f"\n{s.model_name}: run {s.run_id} [{s.status}] {s.n_items} items, {s.n_llm_calls} LLM calls, "
               f"{s.n_cached} from cache, {s.n_failed} failed, {s.wall_s:.1f}s ({s.items_per_s:.1f} items/s)")

@@ -165,6 +165,11 @@ def evaluate_model(con, spec: EvalSpec, model: ResolvedModel, items: pd.DataFram
     config = run_config(spec, model, data_version)
     run = warehouse.start_run(con, job="evaluate", config=config,
                               run_id=f"eval-{config_hash(config)[:12]}")
+    with warehouse.failing_run(con, run):  # any error or refusal (PHI guard) marks the run failed, with why
+        return _evaluate_model(con, spec, model, items, data_version, progress, config, run)
+
+
+def _evaluate_model(con, spec, model, items, data_version, progress, config, run) -> ModelSummary:
     started = _now()
     t0 = time.perf_counter()
     log.info("evaluating %s (%s) on %d items: run %s", model.name, model.kind, len(items), run.run_id)
@@ -216,6 +221,7 @@ def evaluate(spec: EvalSpec, progress: bool = True, build_results: bool | None =
     """Evaluate every model of the spec, then rebuild the results marts (dbt build --select results)."""
     summaries = []
     with warehouse.session(wait_s=30) as con:
+        warehouse.require_finished_build(con)  # the check every job runs before reading mart-derived data
         items, data_version = load_items(con, spec.data)
         tables.ensure_tables(con)
         check_version(con, spec)
@@ -261,8 +267,9 @@ def write_comparisons(con, spec: EvalSpec, run_ids: list[str]) -> int:
 
 def build_results_marts() -> None:
     from ehrforge.build import run_dbt
-    from ehrforge.errors import EhrforgeError
+    from ehrforge.errors import RunFailedError
 
+    # reads only evaluation.* (no raw files, no MIMIC_ROOT needed), on the warehouse ehrforge.paths names
     if not run_dbt(["build", "--select", "source:evaluation+", "--quiet"]):
-        raise EhrforgeError("dbt build of the results marts failed (run `cd dbt_project && dbt build --select source:evaluation+` "
+        raise RunFailedError("dbt build of the results marts failed (run `cd dbt_project && dbt build --select source:evaluation+` "
                             "to see why); the scores are in evaluation.* but the results marts are stale")

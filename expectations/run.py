@@ -28,7 +28,7 @@ import duckdb
 import pandas as pd
 
 from ehrforge import warehouse
-from ehrforge.errors import ConfigError, EhrforgeError
+from ehrforge.errors import ConfigError, EhrforgeError, exit_code
 from expectations.config import Settings, default_docs_dir, ranges_sha256
 from expectations.core import Frame, SuiteSpec
 from expectations.suites import SUITES
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_expectations(con, settings, args.suite, docs_dir)
     except EhrforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except ValueError as exc:  # pydantic validation of the flags
         print(f"error: {exc}", file=sys.stderr)
         return 2

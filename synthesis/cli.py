@@ -7,6 +7,8 @@ Deterministic for a seed; the run id is `synthesis-<config hash>-<data version>`
 the run reads) and every instruction id includes the version of the source rows it was built from, so the same data
 and config give the same ids and changed data gives new ones. A re-run of a dataset replaces that dataset's rows (no
 duplicates). Prints a table of counts per task and split at the end; a task that made no rows says why.
+Exit status: 0 done; 2 bad input or config (incl. marts from an unfinished or failed build, a PHI-guard refusal);
+1 the run failed. Any error marks the run `failed` in meta.runs with the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 
 from ehrforge import warehouse
 from ehrforge.config import config_hash
-from ehrforge.errors import EhrforgeError, InputDataError
+from ehrforge.errors import EhrforgeError, InputDataError, exit_code
 from synthesis import (ANSWER_TYPES, INSTRUCTION_COLUMNS, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE,
                        NOTE_REPORT_TABLE)
 from synthesis.config import SynthesisConfig, load_synthesis_config
@@ -123,10 +125,11 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
         needed = sorted({m for n in cfg.tasks for m in TASKS[n].source_marts if m.startswith("marts.")}
                         | {"marts.dim_splits", "marts.dim_admissions"})
         warehouse.require_tables(con, needed)
+        warehouse.require_finished_build(con)
         version = data_version(con, needed)
         run = warehouse.start_run(con, job="synthesis", config=cfg,
                                   run_id=f"synthesis-{config_hash(cfg)[:12]}-{version}")
-        try:
+        with warehouse.failing_run(con, run):
             ctx = BuildContext(con=con, cfg=cfg, run=run).load()
             names = [n for n in cfg.tasks if cfg.task_config(n).enabled]
             timings = {}
@@ -159,16 +162,13 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
                     warehouse.write_table(con, table, extra, run, replace="key", key=["dataset"])
                 elif warehouse.table_exists(con, table):  # this run made none: drop the dataset's stale ones
                     con.execute(f"delete from {table} where dataset = ?", [cfg.dataset])
-            warehouse.finish_run(con, run)
-        except BaseException:
-            warehouse.finish_run(con, run, status="failed")
-            raise
-        counts = summary_counts(con, cfg.dataset)
-        export_paths = None
-        if cfg.export:
-            from synthesis.export import export_dataset
+            counts = summary_counts(con, cfg.dataset)
+            export_paths = None
+            if cfg.export:
+                from synthesis.export import export_dataset
 
-            export_paths = export_dataset(con, cfg.dataset, cfg.export_dir, ctx.stats)
+                export_paths = export_dataset(con, cfg.dataset, cfg.export_dir, ctx.stats)
+            warehouse.finish_run(con, run)
         return {"run_id": run.run_id, "data_version": version, "counts": counts, "stats": ctx.stats, "timings": timings,
                 "n_rows": len(df), "wall_s": time.monotonic() - started, "export": export_paths}
     finally:
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except EhrforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)  # 2 bad input or config, 1 the run failed (docs/crash-safety.md)
 
 
 if __name__ == "__main__":

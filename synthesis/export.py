@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from ehrforge import warehouse
+from ehrforge.atomic import atomic_dir
+from ehrforge.errors import ConfigError, EhrforgeError, InputDataError, exit_code
 from ehrforge.instructions import to_messages
-from ehrforge.errors import EhrforgeError, InputDataError
 from ehrforge.paths import runs_dir
 from synthesis import INSTRUCTIONS_TABLE, NOTE_REPORT_TABLE
 
@@ -37,28 +38,40 @@ def export_dataset(con, dataset: str, out_dir: str | Path | None = None, stats: 
         raise InputDataError(f"no rows for dataset {dataset!r} in {INSTRUCTIONS_TABLE}; run `make synthesize` first")
     df["messages"] = [to_messages(r) for r in df.to_dict("records")]
     df["hadm_id"] = df["hadm_id"].astype("Int64")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(out)
     files = {}
-    for split in SPLITS:
-        part = df[df["split"] == split][EXPORT_COLUMNS]
-        jsonl = out / f"{split}.jsonl"
-        tmp = jsonl.with_suffix(".jsonl.tmp")
-        with tmp.open("w") as fh:
-            for rec in part.to_dict("records"):
-                rec["hadm_id"] = None if pd.isna(rec["hadm_id"]) else int(rec["hadm_id"])
-                rec["subject_id"] = int(rec["subject_id"])
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        tmp.replace(jsonl)
-        pq = out / f"{split}.parquet"
-        part.to_parquet(pq.with_suffix(".parquet.tmp"), index=False)
-        pq.with_suffix(".parquet.tmp").replace(pq)
-        files[split] = {"jsonl": str(jsonl), "parquet": str(pq), "n": len(part)}
-    report = None
-    if warehouse.table_exists(con, NOTE_REPORT_TABLE):
-        report = con.execute(f"select scope, metric, value from {NOTE_REPORT_TABLE} where dataset = ? "
-                             "and scope in ('fidelity', 'privacy') order by scope, metric", [dataset]).df()
-    (out / "README.md").write_text(dataset_card(df, dataset, stats or {}, report))
+    # The whole export (every split + the card) is written into a temporary folder and renamed when complete: a
+    # kill never leaves a mix of new and old splits, and a reader never sees a half-written file.
+    with atomic_dir(out, {"artifact": "export", "dataset": dataset}) as tmp:
+        for split in SPLITS:
+            part = df[df["split"] == split][EXPORT_COLUMNS]
+            with (tmp / f"{split}.jsonl").open("w") as fh:
+                for rec in part.to_dict("records"):
+                    rec["hadm_id"] = None if pd.isna(rec["hadm_id"]) else int(rec["hadm_id"])
+                    rec["subject_id"] = int(rec["subject_id"])
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            part.to_parquet(tmp / f"{split}.parquet", index=False)
+            files[split] = {"jsonl": str(out / f"{split}.jsonl"), "parquet": str(out / f"{split}.parquet"),
+                            "n": len(part)}
+        report = None
+        if warehouse.table_exists(con, NOTE_REPORT_TABLE):
+            report = con.execute(f"select scope, metric, value from {NOTE_REPORT_TABLE} where dataset = ? "
+                                 "and scope in ('fidelity', 'privacy') order by scope, metric", [dataset]).df()
+        (tmp / "README.md").write_text(dataset_card(df, dataset, stats or {}, report))
     return {"dir": str(out), "files": files}
+
+
+EXPORT_FILES = {f"{s}.{ext}" for s in SPLITS for ext in ("jsonl", "parquet")} | {"README.md", ".complete"}
+
+
+def _check_replaceable(out: Path) -> None:
+    """An export replaces its folder whole; refuse a folder that holds anything an export does not write."""
+    if not out.is_dir():
+        return
+    other = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES and not p.name.endswith(".tmp"))
+    if other:
+        raise ConfigError(f"export folder {out} holds files an export does not write ({', '.join(other[:5])}); an "
+                          "export replaces its folder whole. Choose an empty or new folder (export_dir= / --out).")
 
 
 def counts_markdown(df: pd.DataFrame) -> str:
@@ -142,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except EhrforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

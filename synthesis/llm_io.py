@@ -104,7 +104,8 @@ def llm_config(ctx):
     if data.get("backend", "transformers") != "openai" and model and not Path(model).is_absolute() \
             and not Path(model).exists() and (REPO_ROOT / model).exists():
         data["model"] = model = str(REPO_ROOT / model)
-    if section.build_tiny_model and data.get("backend", "transformers") != "openai" and not Path(model).exists():
+    if section.build_tiny_model and data.get("backend", "transformers") != "openai" \
+            and not _tiny_model_ready(Path(model)):
         from ehrforge.tiny_model import build_tiny_model, warehouse_texts
 
         log.info("building the tiny random model at %s (generator.build_tiny_model: true)", model)
@@ -177,3 +178,24 @@ def finalize_extra_tables(ctx) -> None:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _tiny_model_ready(path: Path) -> bool:
+    """The tiny model at `path` is finished. An incomplete one (an empty folder a killed run of an older version
+    left) is rebuilt over; a folder that holds something else is never overwritten."""
+    from ehrforge.tiny_model import tiny_model_complete
+
+    if tiny_model_complete(path):
+        return True
+    if path.is_dir() and any(p for p in path.iterdir() if p.name not in MODEL_LEFTOVERS):
+        raise ConfigError(
+            f"generator.llm.model {path} exists but is not a complete model (no config.json, tokenizer and "
+            "weights). Delete the folder to have the tiny model rebuilt there, or point generator.llm.model at "
+            "a complete model.")
+    return False
+
+
+# the files build_tiny_model writes: a folder holding only some of them is a half-written tiny model (older
+# versions wrote in place), which is safe to rebuild over
+MODEL_LEFTOVERS = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                   "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", ".complete"}

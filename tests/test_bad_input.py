@@ -101,7 +101,7 @@ def test_dbt_itself_names_a_missing_table(tmp_path, mimic_root, dbt_env, monkeyp
 
 def test_truncated_gzip_stops_build_naming_file(tmp_path, mimic_root, dbt_env, monkeypatch):
     """An interrupted download (valid header, truncated body) passes the cheap preflight; dbt's source hook then
-    stops before any model runs, naming the file."""
+    stops before any model runs, naming the file and the fix, and the build is recorded as failed."""
     from ehrforge.errors import EhrforgeError
 
     root = _demo_copy(mimic_root, tmp_path / "mimic")
@@ -110,10 +110,12 @@ def test_truncated_gzip_stops_build_naming_file(tmp_path, mimic_root, dbt_env, m
     monkeypatch.setenv("MIMIC_ROOT", str(root))
     monkeypatch.setenv("EHRFORGE_DUCKDB", str(tmp_path / "w.duckdb"))
     preflight(str(root), os.environ["MIMIC_NOTE_ROOT"])
-    with pytest.raises(EhrforgeError, match=r"(?s)GZIP.*labevents\.csv\.gz"):
+    with pytest.raises(InputDataError, match=r"(?s)labevents\.csv\.gz.*GZIP.*Fix: download the file again"):
         run_dbt(["build", "--quiet"])
     with warehouse.session(tmp_path / "w.duckdb") as con:
         assert not warehouse.table_exists(con, "marts.fct_events")
+        # the hook failed before on-run-end: the build marker is closed as failed, not left looking fine
+        assert warehouse.fetch_one(con, "select status from meta.dbt_builds") == ("failed",)
 
 
 def test_failed_build_is_recorded_and_marts_are_refused(tmp_path, mimic_root, dbt_env, monkeypatch):

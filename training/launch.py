@@ -10,7 +10,11 @@ CUDA, NUM_GPUS>1 starts that many CPU processes over gloo (how the multi-process
 Steps: (1) validate the config; (2) in this process only, read the train/val splits (and train-patient notes
 for cpt) from the warehouse or the export into `<run_dir>/prepared/`, and build the tiny model for tiny://;
 (3) train every stage; (4) write training.runs / training.loss_curve and print a summary. The same config
-maps to the same run dir, so rerunning after an interruption resumes from the last checkpoint.
+maps to the same run dir, so rerunning after an interruption resumes from the newest complete checkpoint
+(incomplete ones are skipped with a log line). Rerunning a finished run reports it and changes nothing;
+`--retrain` trains it again from scratch. Exit status: 0 trained (or already finished); 2 bad config or input
+(incl. marts from an unfinished or failed build); 1 training failed. Any error marks the run `failed` in
+meta.runs with the reason (when the run records to the warehouse).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ehrforge.errors import ConfigError, EhrforgeError
+from ehrforge.errors import ConfigError, EhrforgeError, RunFailedError, exit_code
 from ehrforge.paths import REPO_ROOT, runs_dir
 from training.config import TrainConfig, load_train_config, run_id_for
 
@@ -66,17 +70,32 @@ def tiny_model_path(cfg: TrainConfig, texts: list[str]) -> Path:
 
 
 def prepare(cfg: TrainConfig, run_dir: Path) -> dict:
-    """Snapshot everything the workers need into `<run_dir>/prepared/` (they never open the warehouse)."""
+    """Snapshot everything the workers need into `<run_dir>/prepared/` (they never open the warehouse). Written
+    into a temporary folder and renamed when complete, so no process ever reads a half-written snapshot."""
+    from ehrforge.atomic import atomic_dir
+
+    with atomic_dir(run_dir / "prepared", {"artifact": "prepared_data"}) as prepared:
+        meta, texts = _snapshot(cfg, prepared)
+        if cfg.model.is_tiny:
+            meta["base_model_path"] = str(tiny_model_path(cfg, texts))
+        else:
+            meta["base_model_path"] = cfg.model.base
+        (prepared / "config.json").write_text(cfg.model_dump_json(indent=1))
+        (prepared / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def _snapshot(cfg: TrainConfig, prepared: Path) -> tuple[dict, list[str]]:
     from ehrforge import warehouse
     from training import data as tdata
 
-    prepared = run_dir / "prepared"
-    prepared.mkdir(parents=True, exist_ok=True)
     meta: dict = {}
     texts: list[str] = []
     need_wh = "cpt" in cfg.stages or ("sft" in cfg.stages and not cfg.data.export_path)
     con = warehouse.connect(read_only=True, wait_s=30) if need_wh else None
     try:
+        if con is not None:
+            warehouse.require_finished_build(con)  # the check every job runs before reading mart-derived data
         if "sft" in cfg.stages:
             if cfg.data.export_path:
                 inst = tdata.load_from_export(cfg.data.export_path, cfg.data)
@@ -98,13 +117,7 @@ def prepare(cfg: TrainConfig, run_dir: Path) -> dict:
     finally:
         if con is not None:
             con.close()
-    if cfg.model.is_tiny:
-        meta["base_model_path"] = str(tiny_model_path(cfg, texts))
-    else:
-        meta["base_model_path"] = cfg.model.base
-    (prepared / "config.json").write_text(cfg.model_dump_json(indent=1))
-    (prepared / "meta.json").write_text(json.dumps(meta, indent=1))
-    return meta
+    return meta, texts
 
 
 # ----------------------------------------------------------------------------------------------- launch
@@ -155,27 +168,82 @@ def launch_workers(cfg: TrainConfig, run_dir: Path, num_gpus: int) -> None:
     log.info("launching %d processes: %s", num_gpus, " ".join(cmd))
     proc = subprocess.run(cmd, env=env, cwd=str(REPO_ROOT))
     if proc.returncode != 0:
-        raise EhrforgeError(f"training processes failed (exit {proc.returncode}); see the log above. "
+        raise RunFailedError(f"training processes failed (exit {proc.returncode}); see the log above. "
                             f"Rerun the same command to resume from the last checkpoint in {run_dir}")
 
 
-def train(cfg: TrainConfig, num_gpus: int = 1, callbacks: list | None = None) -> list[dict]:
-    """Prepare, train every stage, record. Returns the per-stage summaries (also in `<run_dir>/<stage>/`)."""
+def finished_summaries(cfg: TrainConfig, run_dir: Path) -> list[dict] | None:
+    """The stage summaries of a finished run (every stage wrote summary.json, last of all), else None."""
+    paths = [run_dir / stage / "summary.json" for stage in cfg.stages]
+    if not all(p.is_file() for p in paths):
+        return None
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _recorded(run_id: str) -> bool:
+    from ehrforge import warehouse
+    from training.records import RUNS_TABLE
+
+    with warehouse.session(wait_s=30) as con:
+        if not warehouse.table_exists(con, RUNS_TABLE):
+            return False
+        return bool(warehouse.fetch_scalar(con, f"select count(*) from {RUNS_TABLE} where run_id = ?", [run_id]))
+
+
+def _mark_failed(run_id: str, exc: BaseException) -> None:
+    from ehrforge import warehouse
+
+    try:
+        with warehouse.session(wait_s=30) as con:
+            if warehouse.table_exists(con, "meta.runs"):
+                warehouse.mark_failed(con, run_id, exc)
+    except EhrforgeError as err:
+        log.warning("could not mark run %s failed in meta.runs: %s", run_id, err)
+
+
+def train(cfg: TrainConfig, num_gpus: int = 1, callbacks: list | None = None, retrain: bool = False) -> list[dict]:
+    """Prepare, train every stage, record. Returns the per-stage summaries (also in `<run_dir>/<stage>/`).
+
+    A finished run (every stage's summary.json present) is reported and left as it is, unless `retrain`: then its
+    stage folders are removed and it trains from scratch."""
+    import shutil
+
     from training import records
     from training.trainer import run_stages
 
     run_id = run_id_for(cfg)
     run_dir = run_dir_for(cfg)
+    done = finished_summaries(cfg, run_dir)
+    if done is not None and not retrain:
+        log.info("run %s already finished (%s); nothing was changed. Pass --retrain to train it again.", run_id,
+                 run_dir)
+        if cfg.output.record and not _recorded(run_id):  # e.g. the warehouse was locked when it finished
+            records.write_records(cfg, json.loads((run_dir / "prepared" / "meta.json").read_text()), done, run_id)
+        return done
+    if retrain:
+        for stage in cfg.stages:
+            if (run_dir / stage).exists():
+                log.info("--retrain: removing %s", run_dir / stage)
+                shutil.rmtree(run_dir / stage)
     log.info("run %s -> %s", run_id, run_dir)
-    meta = prepare(cfg, run_dir)
-    if num_gpus > 1:
-        launch_workers(cfg, run_dir, num_gpus)
-        summaries = [json.loads((run_dir / s / "summary.json").read_text()) for s in cfg.stages]
-    else:
-        summaries = run_stages(run_dir, callbacks=callbacks)
     if cfg.output.record:
-        records.write_records(cfg, meta, summaries, run_id)
-    (run_dir / "summary.txt").write_text(records.summary_text(run_id, summaries) + "\n")
+        records.open_run(cfg, run_id)
+    try:
+        meta = prepare(cfg, run_dir)
+        if num_gpus > 1:
+            launch_workers(cfg, run_dir, num_gpus)
+            summaries = [json.loads((run_dir / s / "summary.json").read_text()) for s in cfg.stages]
+        else:
+            summaries = run_stages(run_dir, callbacks=callbacks)
+        if cfg.output.record:
+            records.write_records(cfg, meta, summaries, run_id)
+    except BaseException as exc:
+        if cfg.output.record:
+            _mark_failed(run_id, exc)
+        raise
+    from ehrforge.atomic import atomic_write_text
+
+    atomic_write_text(run_dir / "summary.txt", records.summary_text(run_id, summaries) + "\n")
     return summaries
 
 
@@ -184,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="training/configs/<family>/<size>_<method>.yaml")
     parser.add_argument("--num-gpus", type=int, default=1, help="processes (GPUs; CPU processes without CUDA)")
     parser.add_argument("--validate-only", action="store_true", help="check the config and exit")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train a finished run again from scratch (a finished run is otherwise left as it is)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100 lora.r=8")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -193,10 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.validate_only:
             print(f"{args.config}: valid (run {run_id_for(cfg)})")
             return 0
-        summaries = train(cfg, num_gpus=args.num_gpus)
+        summaries = train(cfg, num_gpus=args.num_gpus, retrain=args.retrain)
     except EhrforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)  # 2 bad input or config, 1 training failed (docs/crash-safety.md)
     from training.records import summary_text
 
     print(summary_text(run_id_for(cfg), summaries))

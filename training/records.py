@@ -62,6 +62,14 @@ def curve_frame(summaries: list[dict]) -> pd.DataFrame:
                       "loss": "float64", "learning_rate": "float64"})
 
 
+def open_run(cfg, run_id: str) -> None:
+    """Register the run in meta.runs as `running` before any work, so an error can mark it failed."""
+    from ehrforge import warehouse
+
+    with warehouse.session(wait_s=30) as con:
+        warehouse.start_run(con, job="train", config=cfg, run_id=run_id)
+
+
 def write_records(cfg, meta: dict, summaries: list[dict], run_id: str) -> None:
     """Write both tables for a finished run (one transaction each; replaces rows of the same run)."""
     from ehrforge import warehouse

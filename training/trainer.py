@@ -77,6 +77,23 @@ def _make_trainer_class():
             self.loss_chunk_tokens = loss_chunk_tokens
             self.n_real_tokens = 0
             self.eval_seconds = 0.0
+            # whole-run figures across resumes: what earlier sessions trained (from the resumed checkpoint)
+            self.busy_offset_s = 0.0
+            self.t_train_start: float | None = None
+
+        def busy_seconds(self) -> float:
+            """Training time of the whole run so far: earlier sessions + this one, evaluations excluded."""
+            if self.t_train_start is None:
+                return self.busy_offset_s
+            return self.busy_offset_s + time.perf_counter() - self.t_train_start - self.eval_seconds
+
+        def save_model(self, output_dir=None, _internal_call=False):
+            super().save_model(output_dir, _internal_call=_internal_call)
+            if _internal_call and output_dir:
+                # A checkpoint save: the progress counters go in before HF writes trainer_state.json (last), so a
+                # checkpoint that is complete (has trainer_state.json) always carries them.
+                write_progress(Path(output_dir), self.accelerator.process_index,
+                               {"real_tokens": self.n_real_tokens, "busy_s": self.busy_seconds()})
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
@@ -115,23 +132,49 @@ def _make_trainer_class():
     return EhrTrainer
 
 
-def _loss_curve_callback(rows: list[dict]):
-    from transformers import TrainerCallback
+def loss_curve(log_history: list[dict]) -> list[dict]:
+    """Train and val loss rows of the whole run from the trainer's log history, which a resumed run restores from
+    its checkpoint: the curve covers every step across resumes (steps logged after the checkpoint and before a
+    crash are trained again, and logged once)."""
+    rows: list[dict] = []
+    seen: set[tuple[int, str]] = set()
+    lr = 0.0
+    for e in log_history:
+        for key, split in (("loss", "train"), ("eval_loss", "val")):
+            if key in e and (int(e["step"]), split) not in seen:
+                seen.add((int(e["step"]), split))
+                lr = float(e.get("learning_rate", lr) or 0.0)
+                rows.append({"step": int(e["step"]), "epoch": float(e.get("epoch") or 0.0), "split": split,
+                             "loss": float(e[key]), "learning_rate": lr})
+    return rows
 
-    class LossCurve(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kw):
-            logs = logs or {}
-            for key, split in (("loss", "train"), ("eval_loss", "val")):
-                if key in logs:
-                    rows.append({
-                        "step": int(state.global_step),
-                        "epoch": float(state.epoch or 0.0),
-                        "split": split,
-                        "loss": float(logs[key]),
-                        "learning_rate": float(logs.get("learning_rate", 0.0) or 0.0),
-                    })
 
-    return LossCurve()
+def mean_logged_loss(curve: list[dict]) -> float | None:
+    """Mean train loss over the run: each logged loss (the mean since the previous log) weighted by its steps."""
+    prev, total, steps = 0, 0.0, 0
+    for r in sorted((r for r in curve if r["split"] == "train"), key=lambda r: r["step"]):
+        n = max(r["step"] - prev, 1)
+        total, steps, prev = total + r["loss"] * n, steps + n, r["step"]
+    return total / steps if steps else None
+
+
+PROGRESS = "ehrforge_progress-{rank}.json"
+
+
+def write_progress(ckpt: Path, rank: int, progress: dict) -> None:
+    from ehrforge.atomic import atomic_write_text
+
+    atomic_write_text(ckpt / PROGRESS.format(rank=rank), json.dumps(progress))
+
+
+def read_progress(ckpt: str | Path, rank: int) -> dict:
+    for name in (PROGRESS.format(rank=rank), PROGRESS.format(rank=0)):
+        path = Path(ckpt) / name
+        if path.is_file():
+            return json.loads(path.read_text())
+    log.warning("%s holds no progress counters (written by an older version): tokens and tokens/s cover only "
+                "the steps after the resume", ckpt)
+    return {}
 
 
 # ------------------------------------------------------------------------------------------------ stage
@@ -247,19 +290,92 @@ def training_arguments(cfg: TrainConfig, stage: str, out_dir: Path, use_liger: b
     )
 
 
-def resolve_checkpoint(cfg: TrainConfig, out_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
+                "adapter_model.bin", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why `path` is not a complete checkpoint (None if it is). HF writes trainer_state.json last, after the
+    weights, optimizer and RNG state, so a checkpoint without it (or with a cut-off one) was being written when
+    the run stopped."""
+    state = path / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable trainer_state.json ({exc})"
+    if not any((path / f).exists() for f in WEIGHT_FILES) and not any(path.glob("pytorch_model_fsdp*")):
+        return "no weights"
+    return None
+
+
+def newest_complete_checkpoint(out_dir: Path, discard_incomplete: bool = True) -> str | None:
+    """The newest complete `checkpoint-<step>` in `out_dir`; newer incomplete ones are skipped with a log line
+    (and removed, so HF's checkpoint rotation never sees them)."""
+    import re
+
+    if not out_dir.is_dir():
+        return None
+    found = []
+    for p in out_dir.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    for _, path in sorted(found, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        log.warning("skipping incomplete checkpoint %s (%s): it was being written when the run stopped", path,
+                    problem)
+        if discard_incomplete:
+            from ehrforge.atomic import discard
+
+            discard(path, problem)
+    return None
+
+
+def resolve_checkpoint(cfg: TrainConfig, out_dir: Path) -> str | None:
     r = cfg.train.resume
     if r == "never":
         return None
     if r == "auto":
-        return get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
-    if not Path(r).is_dir():
-        from ehrforge.errors import ConfigError
+        import torch.distributed as dist
 
+        # only one process removes incomplete checkpoints; the others wait for it
+        is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        ckpt = newest_complete_checkpoint(out_dir, discard_incomplete=is_main)
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        return ckpt
+    from ehrforge.errors import ConfigError
+
+    if not Path(r).is_dir():
         raise ConfigError(f"train.resume={r!r} is not a checkpoint directory")
+    problem = checkpoint_problem(Path(r))
+    if problem:
+        raise ConfigError(f"train.resume={r!r} is not a complete checkpoint ({problem}); pick an earlier "
+                          "checkpoint-<step> or train.resume=auto (the newest complete one)")
     return r
+
+
+def save_final(trainer, final_dir: Path) -> None:
+    """Save the trained model (adapter or full) + tokenizer to `final_dir` atomically: every process writes into
+    one temporary sibling (save_model gathers sharded weights), then the main process renames it."""
+    import shutil
+
+    from ehrforge.atomic import begin, commit
+
+    tmp = final_dir.parent / f".{final_dir.name}.tmp-save"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+        begin(final_dir, tmp_name="save")
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        commit(tmp, final_dir, {"artifact": "trained_model", "step": int(trainer.state.global_step)})
+    trainer.accelerator.wait_for_everyone()
 
 
 def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callbacks: list | None = None) -> dict:
@@ -305,8 +421,7 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     if val_ds is None:
         args.eval_strategy = "no"
         args.load_best_model_at_end = False
-    curve: list[dict] = []
-    cbs = [_loss_curve_callback(curve)] + list(callbacks or [])
+    cbs = list(callbacks or [])
     if args.load_best_model_at_end:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     EhrTrainer = _make_trainer_class()
@@ -324,20 +439,34 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     ckpt = resolve_checkpoint(cfg, out_dir)
     if ckpt:
         log.info("resuming %s from %s", stage, ckpt)
-    t_train = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=ckpt)
-    train_wall = time.perf_counter() - t_train
-    final_eval = trainer.evaluate() if val_ds is not None else {}
+        progress = read_progress(ckpt, trainer.accelerator.process_index)
+        trainer.n_real_tokens = int(progress.get("real_tokens", 0))
+        trainer.busy_offset_s = float(progress.get("busy_s", 0.0))
+    trainer.t_train_start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=ckpt)
+    # Tokens/s over the training time of the whole run: this session's wall time minus the evaluations *inside*
+    # it (the final evaluation below is not part of that wall time), plus earlier sessions' figures.
+    busy = max(trainer.busy_seconds(), 1e-9)
 
-    # Tokens/s: real (non-pad) tokens this process trained on, over training time minus evaluation time.
+    state = trainer.state
+    final_eval: dict = {}
+    if val_ds is not None:
+        at_end = [e for e in state.log_history if "eval_loss" in e and int(e["step"]) == state.global_step]
+        if args.load_best_model_at_end and state.best_metric is not None:
+            final_eval = {"eval_loss": float(state.best_metric)}  # the model saved below is the best one
+        elif at_end:
+            final_eval = {"eval_loss": float(at_end[-1]["eval_loss"])}  # the periodic eval at the last step
+        else:
+            final_eval = trainer.evaluate()  # logged into log_history: the curve's one final val row
+    curve = loss_curve(state.log_history)
+
     real_tokens = trainer.n_real_tokens
     if trainer.accelerator.num_processes > 1:
         t = torch.tensor([real_tokens], device=trainer.accelerator.device)
         real_tokens = int(trainer.accelerator.reduce(t, reduction="sum").item())
-    busy = max(train_wall - trainer.eval_seconds, 1e-9)
 
     final_dir = out_dir / "final"
-    trainer.save_model(str(final_dir))
+    save_final(trainer, final_dir)
     merged_dir = None
     is_adapter = cfg.method in ("lora", "qlora")
     need_merge = is_adapter and (cfg.output.merge or (stage == "cpt" and "sft" in cfg.stages))
@@ -379,7 +508,7 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
         "resumed_from": ckpt,
         "first_train_loss": trains[0] if trains else None,
         "final_train_loss": trains[-1] if trains else None,
-        "mean_train_loss": float(result.training_loss),
+        "mean_train_loss": mean_logged_loss(curve),
         "first_eval_loss": evals[0] if evals else None,
         "final_eval_loss": final_eval.get("eval_loss"),
         "best_eval_loss": min(evals) if evals else final_eval.get("eval_loss"),
@@ -392,8 +521,10 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
         "merged_path": str(merged_dir) if merged_dir else None,
         "loss_curve": curve,
     }
-    if trainer.is_world_process_zero():
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if trainer.is_world_process_zero():  # written last: a stage with summary.json is finished
+        from ehrforge.atomic import atomic_write_text
+
+        atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
 
 
@@ -404,10 +535,13 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, cfg: TrainConfig, base_path:
 
     from training.recipes import load_base
 
+    from ehrforge.atomic import atomic_dir
+
     base = load_base(base_path, cfg, _dtype(cfg))
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(out_dir))
-    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out_dir))
+    with atomic_dir(out_dir, {"artifact": "merged_model"}) as tmp:
+        merged.save_pretrained(str(tmp))
+        AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
     log.info("merged adapter %s into %s", adapter_dir, out_dir)
     return out_dir
 
@@ -423,7 +557,7 @@ def run_stages(run_dir: Path, callbacks: list | None = None) -> list[dict]:
     summaries = []
     for stage in cfg.stages:
         done = Path(run_dir) / stage / "summary.json"
-        if done.exists() and stage != cfg.stages[-1]:
+        if done.exists():
             s = json.loads(done.read_text())
             log.info("stage %s already done; reusing %s", stage, s.get("merged_path") or s["output_path"])
         else:

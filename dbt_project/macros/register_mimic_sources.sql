@@ -9,10 +9,25 @@
 
   Folders: $MIMIC_ROOT/hosp, $MIMIC_ROOT/icu, and $MIMIC_NOTE_ROOT (default $MIMIC_ROOT/note).
   A missing required table or a renamed/missing column stops the build here, before any model runs,
-  naming the file and the fix. Optional tables (meta.optional: true, e.g. the notes) become empty views.
+  naming the file and the fix, and so does a file with a header but no rows (whatever the data size).
+  Optional tables (meta.optional: true, e.g. the notes) become empty views when absent.
+  A selection that reads no raw file (e.g. `dbt build --select results`) skips all of this and needs no MIMIC_ROOT.
 -#}
+{% macro selection_reads_raw_files() %}
+  {% set ns = namespace(reads=false) %}
+  {% for uid in selected_resources %}
+    {% set node = graph.nodes.get(uid) %}
+    {% for dep in (node.depends_on.nodes if node else []) %}
+      {% if dep.startswith('source.') and graph.sources[dep].source_meta.get('mimic_module') %}
+        {% set ns.reads = true %}
+      {% endif %}
+    {% endfor %}
+  {% endfor %}
+  {{ return(ns.reads) }}
+{% endmacro %}
+
 {% macro register_mimic_sources() %}
-  {% if execute and flags.WHICH in ('build', 'run', 'test', 'seed', 'compile', 'show') %}
+  {% if execute and flags.WHICH in ('build', 'run', 'test', 'seed', 'compile', 'show') and selection_reads_raw_files() %}
     {% set root = env_var('MIMIC_ROOT', '') %}
     {% if not root %}
       {{ exceptions.raise_compiler_error(
@@ -66,6 +81,13 @@
               "file " ~ path ~ " lacks column(s) " ~ missing | join(', ') ~ " (it has: " ~ actual | join(', ')
               ~ "). The file may be from another release or was edited; restore the PhysioNet original, "
               ~ "or rename the column(s) back.") }}
+        {% endif %}
+        {% if run_query("select count(*) from (select 1 from " ~ relation ~ " limit 1)").rows[0][0] == 0 %}
+          {% do run_query('drop view ' ~ relation) %}
+          {{ exceptions.raise_compiler_error(
+              "file " ~ path ~ " (MIMIC-IV table " ~ module ~ "/" ~ src.identifier ~ ") has a header but no rows. "
+              ~ "The download or conversion was cut short: download it again and check it against SHA256SUMS.txt"
+              ~ (", or remove the file (the table is optional)" if src.meta.get('optional', false) else "") ~ ".") }}
         {% endif %}
       {% endif %}
     {% endfor %}

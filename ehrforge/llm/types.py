@@ -19,6 +19,8 @@ class LLMError(EhrforgeError):
 class PHIGuardError(LLMError):
     """Raised before any byte is sent when warehouse text would go to an endpoint the config does not approve."""
 
+    exit_code = 2  # a config problem: approve the endpoint or point the job at an approved one
+
 
 class EndpointUnreachable(LLMError):
     pass

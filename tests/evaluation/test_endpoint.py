@@ -73,6 +73,9 @@ def test_unapproved_endpoint_is_refused_before_anything_is_sent(eval_warehouse):
     with duckdb.connect(str(eval_warehouse), read_only=True) as con:
         assert con.execute("select count(*) from evaluation.eval_runs").fetchone()[0] == 0
         assert con.execute("select count(*) from evaluation.predictions").fetchone()[0] == 0
+        # the refusal is recorded: the run is failed, with the reason, not left `running`
+        status, error = con.execute("select status, error from meta.runs where job = 'evaluate'").fetchone()
+        assert status == "failed" and "PHIGuardError" in error and "not approved" in error
 
 
 def test_failed_calls_leave_the_run_incomplete_and_are_retried(eval_warehouse, tmp_path):

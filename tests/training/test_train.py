@@ -73,20 +73,72 @@ def _crash_after_save(at_step):
     return Crash()
 
 
-def test_resume_continues_the_run(train_env):
+def test_resume_continues_the_run_from_the_newest_complete_checkpoint(train_env, caplog):
+    """Killed while checkpoint-6 was still empty: the re-run skips it (with a log line), resumes from the complete
+    checkpoint-4, and the loss curve and summary figures cover the whole run, equal to an uninterrupted run's."""
     common = ["train.max_steps=8", "train.save_steps=4", "output.record=false", "lora.dropout=0.1"]
     (full,) = train(_cfg(*common, f"output.dir={train_env}/a"))
     cfg_b = _cfg(*common, f"output.dir={train_env}/b")
     with pytest.raises(_Crash):
         train(cfg_b, callbacks=[_crash_after_save(4)])
-    assert (run_dir_for(cfg_b) / "sft" / "checkpoint-4").is_dir()
-    (resumed,) = train(cfg_b)
+    sft = run_dir_for(cfg_b) / "sft"
+    assert (sft / "checkpoint-4" / "trainer_state.json").is_file()
+    (sft / "checkpoint-6").mkdir()  # what a kill during the next save leaves
+    with caplog.at_level("WARNING"):
+        (resumed,) = train(cfg_b)
+    assert "skipping incomplete checkpoint" in caplog.text and "checkpoint-6" in caplog.text
     assert resumed["resumed_from"].endswith("checkpoint-4") and resumed["steps"] == 8
     curve = lambda s: {r["step"]: r["loss"] for r in s["loss_curve"] if r["split"] == "train"}
     a, b = curve(full), curve(resumed)
-    assert sorted(b) == [5, 6, 7, 8]  # only the remaining steps ran
+    assert sorted(b) == sorted(a) == list(range(1, 9))  # the whole run, not just the steps after the resume
     for step in b:  # same data order and RNG state: the same losses as the uninterrupted run
         assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-4)
+    for key in ("first_train_loss", "final_train_loss", "mean_train_loss", "final_eval_loss"):
+        assert resumed[key] == pytest.approx(full[key], rel=1e-4, abs=1e-4), key
+    assert resumed["real_tokens_trained"] == full["real_tokens_trained"]
+
+
+def test_finished_run_is_reported_and_left_alone(train_env, caplog):
+    """Re-running a finished run changes nothing (no step 5 of 4, final/ and its records untouched); --retrain trains
+    it again. A periodic eval at the last step is the run's one final val row."""
+    cfg = _cfg("train.max_steps=4", "train.save_steps=4", "train.eval_steps=2")
+    (first,) = train(cfg)
+    vals = [r["step"] for r in first["loss_curve"] if r["split"] == "val"]
+    assert vals == [2, 4]  # one val row per eval step, the final one included once
+    run_dir = run_dir_for(cfg)
+    final = Path(first["output_path"])
+    stamp = lambda: {p.name: p.stat().st_mtime_ns for p in [final, *final.iterdir(), run_dir / "sft" / "summary.json"]}
+    before = stamp()
+    with warehouse.session(read_only=True) as con:
+        rows_before = con.execute("select * exclude (created_at) from training.runs").fetchall()
+        n_curve = con.execute("select count(*) from training.loss_curve where split = 'val'").fetchone()[0]
+    assert n_curve == 2
+    with caplog.at_level("INFO"):
+        (again,) = train(cfg)
+    assert "already finished" in caplog.text and "--retrain" in caplog.text
+    assert again == first and stamp() == before
+    assert not (run_dir / "sft" / "checkpoint-5").exists()
+    with warehouse.session(read_only=True) as con:
+        assert con.execute("select * exclude (created_at) from training.runs").fetchall() == rows_before
+    (retrained,) = train(cfg, retrain=True)
+    assert retrained["steps"] == 4 and retrained["resumed_from"] is None
+    assert stamp() != before
+
+
+def test_tokens_per_second_excludes_a_long_final_evaluation(train_env):
+    """The final evaluation runs after the timed training; its time is not subtracted from a wall time that does
+    not contain it (which gave 1e11 tok/s)."""
+    from transformers import TrainerCallback
+
+    class SlowEval(TrainerCallback):
+        def on_evaluate(self, args, state, control, **kw):
+            import time
+
+            time.sleep(3.0)
+
+    (s,) = train(_cfg("train.max_steps=2", "output.record=false"), callbacks=[SlowEval()])
+    seconds = s["real_tokens_trained"] / s["tokens_per_s"]  # the training time the figure was computed over
+    assert 0.05 < seconds < s["wall_s"] - 2.5, (seconds, s["wall_s"])
 
 
 def test_adapter_reloads_and_merges_to_same_outputs(train_env):

@@ -59,6 +59,9 @@ select
     n_discharge_notes > 0 as has_discharge_note,
     age_at_admission >= {{ var('cohort_min_age') }} as is_adult,
     true as is_all_admissions_cohort,
+    -- impossible times (real MIMIC-IV has a few): flagged, kept out of time-based labels (fct_outcomes), counted by
+    -- the warn-level test assert_admission_times_ordered
+    coalesce(dischtime < admittime, false) as is_dischtime_before_admittime,
     n_icu_stays = {{ var('llemr_n_icu_stays') }}
         and ({{ 'n_discharge_notes > 0' if var('llemr_require_note') else 'true' }})
         and age_at_admission >= {{ var('cohort_min_age') }}

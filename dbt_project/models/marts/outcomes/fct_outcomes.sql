@@ -9,7 +9,8 @@
 --                                              read through dim_admissions.is_readmitted_30d (NULL = not eligible)
 --   icu_mortality          intime + 24h     -> deathtime (1) or ICU outtime (0)
 {% set h = var('prediction_hours_after_admit') %}
-with adm as (select * from {{ ref('dim_admissions') }}),
+-- admissions with impossible times (dischtime < admittime) get no time-based label
+with adm as (select * from {{ ref('dim_admissions') }} where is_dischtime_before_admittime is not true),
 icu as (select * from {{ ref('dim_icustays') }}),
 hosp_window as (
     select *, admittime + to_hours({{ h }}) as pt
