@@ -120,7 +120,9 @@ run_part() {
     ;;
   tests)
     if [ "$DRY" = 1 ]; then export EHRFORGE_GPU_TESTS_ON_CPU=1; else export EHRFORGE_GPU_TESTS_REQUIRE_CUDA=1; fi
-    site_env "$PY" -m pytest -m gpu tests/gpu -p no:cacheprovider -q -rA --junitxml "$WORK/tests.xml"
+    # the quick training checks first: the generation test waits for two compilations of the decode step
+    site_env "$PY" -m pytest -m gpu tests/gpu/test_gpu_training.py tests/gpu/test_gpu_generation.py \
+      -p no:cacheprovider -v --junitxml "$WORK/tests.xml"
     ;;
   eval)
     need_kit items.jsonl
@@ -180,7 +182,7 @@ kit)
   pins=$($PY -c "import duckdb, pydantic, pydantic_core as c; print(f'duckdb=={duckdb.__version__} pydantic=={pydantic.VERSION} pydantic-core=={c.__version__}')")
   # shellcheck disable=SC2086
   $PY -m pip download -q --no-deps --only-binary=:all: --python-version "$KIT_PY" --implementation cp "${plat[@]}" \
-      -d "$KIT/whl" $pins annotated-types typing-inspection nltk
+      -d "$KIT/whl" $pins annotated-types typing-inspection typing-extensions nltk
   $PY -m pip wheel -q --no-deps -w "$KIT/whl" rouge-score   # sdist only on PyPI; pure Python
   rm -rf "$KIT/kit.duckdb" "$KIT/runs"
   commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
