@@ -192,10 +192,10 @@ kit)
   # what a device call carries: the working tree (tracked + untracked, not ignored) and the kit
   tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
   kit=$(du -sb "$KIT" | cut -f1)
-  total_mib=$(( (tree + kit) / 1048576 ))
+  mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
   ls "$KIT" "$KIT/whl"
-  echo "kit $((kit / 1048576)) MiB + working tree $((tree / 1048576)) MiB = ${total_mib} MiB (limit ${CARRY_LIMIT_MIB} MiB)"
-  [ "$total_mib" -lt "$CARRY_LIMIT_MIB" ] || die "the kit and the working tree are ${total_mib} MiB, over the \
+  echo "kit $(mib "$kit") MiB + working tree $(mib "$tree") MiB = $(mib $((tree + kit))) MiB (limit ${CARRY_LIMIT_MIB} MiB)"
+  [ $((tree + kit)) -lt $((CARRY_LIMIT_MIB * 1048576)) ] || die "the kit and the working tree are $(mib $((tree + kit))) MiB, over the \
 ${CARRY_LIMIT_MIB} MiB a device call carries: remove large untracked files from the tree"
   echo "next: the device call in docs/gpu.md (command 'bash bench/gpu.sh all', carry [\"$KIT\"], timeout_s 540)"
   ;;
