@@ -95,7 +95,7 @@ test: $(STAMP) ## fast test suite (not slow/gpu/vllm) on the real demo data
 test-slow: $(STAMP) ## slow tests too (two-process training over gloo, training bench on CPU)
 	$(PY) -m pytest -m "not gpu and not vllm" $(ARGS)
 
-test-gpu: $(STAMP) ## GPU tests (needs CUDA)
+test-gpu: $(STAMP) ## GPU tests (needs CUDA; EHRFORGE_GPU_TESTS_ON_CPU=1 runs tests/gpu on CPU, docs/gpu.md)
 	$(PY) -m pytest -m gpu $(ARGS)
 
 bench-eval: $(STAMP) ## evaluation items/s (generation + scoring): batched pipeline vs naive per-item loop, tiny model on CPU
