@@ -11,7 +11,8 @@
 #   bash bench/gpu.sh PART        # one part alone, no time box: train-1b train-8b llm tests eval
 #   python3 bench/gpu_report.py render $OUT     # here: the tables of docs/benchmarks-gpu.md
 #
-#   GPU_KIT_DRY_RUN=1 bash bench/gpu.sh all    # the same on CPU at small shapes, boxes x GPU_KIT_BOX_SCALE (4)
+#   GPU_KIT_DRY_RUN=1 bash bench/gpu.sh all    # the same on CPU at small shapes, boxes x GPU_KIT_BOX_SCALE (4);
+#   KIT_PY=3.11 bash bench/gpu.sh kit-wheels   #   its venv's Python may differ: the kit's wheels for it
 #   GPU_KIT_PLAN="train-8b 200;report 5" bash bench/gpu.sh all     # other parts/boxes (GPU_KIT_DIR: another kit)
 #
 # The kit holds inputs derived from the open demo (token lengths, evaluation items rendered from the demo marts, a
@@ -28,12 +29,12 @@ PY=${GPU_PY:-python3}           # on the GPU machine: the image's python3 (torch
 # Priority order and time boxes (seconds). The sum must stay <= 480 (8 min of the 10-minute call; the machine's
 # start and the transfers come on top): tests/test_gpu_kit.py checks it.
 PLAN=(
-  "setup 30"      # GPU, driver and library versions; the kit's wheels into a private site dir
+  "setup 20"      # GPU, driver and library versions; the kit's wheels into a private site dir
   "train-1b 90"   # 1B LoRA: our trainer (packing + chunked loss) vs HF Trainer + peft padded, same process
   "train-8b 120"  # 8B LoRA, the same two (MFU against 989 and ~790 TFLOP/s)
-  "llm 105"       # 1B generation, 64 x 512-token prompts, 128 new: backend modes vs one prompt at a time
-  "tests 70"      # pytest -m gpu tests/gpu
-  "eval 60"       # evaluation items/s, batched pipeline vs a naive per-item loop, 1B shape
+  "llm 100"       # 1B generation, 64 x 512-token prompts, 128 new: backend modes vs one prompt at a time
+  "tests 90"      # pytest -m gpu tests/gpu
+  "eval 55"       # evaluation items/s, batched pipeline vs a naive per-item loop, 1B shape
   "report 5"      # results.json + summary.txt from the parts' JSON
 )
 # GPU_KIT_PLAN="train-8b 200;report 5" runs other parts or boxes (a second try within the same window, tests)
@@ -121,8 +122,9 @@ run_part() {
   tests)
     if [ "$DRY" = 1 ]; then export EHRFORGE_GPU_TESTS_ON_CPU=1; else export EHRFORGE_GPU_TESTS_REQUIRE_CUDA=1; fi
     # the quick training checks first: the generation test waits for two compilations of the decode step
-    site_env "$PY" -m pytest -m gpu tests/gpu/test_gpu_training.py tests/gpu/test_gpu_generation.py \
-      -p no:cacheprovider -v --junitxml "$WORK/tests.xml"
+    # each outcome also goes to tests.jsonl as it is known (tests/gpu/conftest.py): a cut run still tells
+    EHRFORGE_GPU_TESTS_REPORT="$WORK/tests.jsonl" site_env "$PY" -m pytest -m gpu tests/gpu/test_gpu_training.py \
+      tests/gpu/test_gpu_generation.py -p no:cacheprovider -v --junitxml "$WORK/tests.xml"
     ;;
   eval)
     need_kit items.jsonl
@@ -167,16 +169,7 @@ run_all() {
   done
 }
 
-case "${1:-}" in
-kit)
-  PY=${PY_HERE:-.venv/bin/python}
-  : "${MIMIC_ROOT:?set MIMIC_ROOT and MIMIC_NOTE_ROOT (make gpu-kit does)}" "${MIMIC_NOTE_ROOT:?}"
-  rm -rf "$KIT" && mkdir -p "$KIT/whl"
-  export EHRFORGE_DUCKDB=$PWD/$KIT/kit.duckdb EHRFORGE_RUNS=$PWD/$KIT/runs
-  $PY -m ehrforge.build
-  $PY -m synthesis.cli --config synthesis/configs/demo.yaml
-  $PY bench/bench_train.py lengths --out "$KIT/lengths.json"
-  $PY bench/bench_eval.py --warehouse "$KIT/kit.duckdb" --n-items 64 --export-only "$KIT"
+kit_wheels() {  # wheels for KIT_PY, kit.json, and the check that a call can carry the kit
   plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
         --platform manylinux2014_x86_64)
   pins=$($PY -c "import duckdb, pydantic, pydantic_core as c; print(f'duckdb=={duckdb.__version__} pydantic=={pydantic.VERSION} pydantic-core=={c.__version__}')")
@@ -198,6 +191,25 @@ kit)
   [ $((tree + kit)) -lt $((CARRY_LIMIT_MIB * 1048576)) ] || die "the kit and the working tree are $(mib $((tree + kit))) MiB, over the \
 ${CARRY_LIMIT_MIB} MiB a device call carries: remove large untracked files from the tree"
   echo "next: the device call in docs/gpu.md (command 'bash bench/gpu.sh all', carry [\"$KIT\"], timeout_s 540)"
+}
+
+case "${1:-}" in
+kit)
+  PY=${PY_HERE:-.venv/bin/python}
+  : "${MIMIC_ROOT:?set MIMIC_ROOT and MIMIC_NOTE_ROOT (make gpu-kit does)}" "${MIMIC_NOTE_ROOT:?}"
+  rm -rf "$KIT" && mkdir -p "$KIT/whl"
+  export EHRFORGE_DUCKDB=$PWD/$KIT/kit.duckdb EHRFORGE_RUNS=$PWD/$KIT/runs
+  $PY -m ehrforge.build
+  $PY -m synthesis.cli --config synthesis/configs/demo.yaml
+  $PY bench/bench_train.py lengths --out "$KIT/lengths.json"
+  $PY bench/bench_eval.py --warehouse "$KIT/kit.duckdb" --n-items 64 --export-only "$KIT"
+  kit_wheels
+  ;;
+kit-wheels)  # only the wheels, for another Python (KIT_PY=3.11 for a CPU dry run in a 3.11 venv)
+  PY=${PY_HERE:-.venv/bin/python}
+  need_kit lengths.json
+  rm -rf "$KIT/whl" && mkdir -p "$KIT/whl"
+  kit_wheels
   ;;
 plan)
   total=0
@@ -228,6 +240,6 @@ train-1b|train-8b|llm|tests|eval)
   exit "$rc"
   ;;
 *)
-  sed -n '2,18p' "$0"; exit 2
+  sed -n '2,19p' "$0"; exit 2
   ;;
 esac

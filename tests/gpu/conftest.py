@@ -6,17 +6,36 @@
 Without CUDA and without EHRFORGE_GPU_TESTS_ON_CPU=1 every test is skipped, saying so. On the GPU machine
 `bench/gpu.sh` sets EHRFORGE_GPU_TESTS_REQUIRE_CUDA=1: there a missing CUDA fails the tests instead of skipping
 them, so a broken driver cannot pass as "all skipped". The tests need torch, transformers, peft and pydantic,
-not duckdb: they make their data in memory.
+not duckdb: they make their data in memory. With EHRFORGE_GPU_TESTS_REPORT=<file>, each test's outcome is appended
+to that JSONL file as soon as it is known, so a run cut for time still tells which tests passed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 ON_CPU_ENV = "EHRFORGE_GPU_TESTS_ON_CPU"
 REQUIRE_CUDA_ENV = "EHRFORGE_GPU_TESTS_REQUIRE_CUDA"
+REPORT_ENV = "EHRFORGE_GPU_TESTS_REPORT"
+
+
+def pytest_runtest_logreport(report) -> None:
+    path = os.environ.get(REPORT_ENV)
+    if not path or not (report.when == "call" or report.outcome != "passed"):
+        return
+    message = ""
+    if report.outcome != "passed":
+        longrepr = report.longrepr
+        crash = getattr(longrepr, "reprcrash", None)
+        message = longrepr[2] if isinstance(longrepr, tuple) else (crash.message if crash else str(longrepr))
+    with open(path, "a") as f:
+        f.write(json.dumps({"name": report.nodeid.split("::")[-1], "module": report.nodeid.split("::")[0],
+                            "outcome": {"passed": "passed", "skipped": "skipped"}.get(report.outcome, "failed"),
+                            "when": report.when, "seconds": round(report.duration, 2),
+                            "message": message[:300]}) + "\n")
 
 
 @pytest.fixture(scope="session")
