@@ -59,6 +59,7 @@ def child_load(root: Path, note_root: Path, db: Path) -> dict:
     load must do at least), into a fresh file with the build's memory limit."""
     import duckdb
 
+    db.parent.mkdir(parents=True, exist_ok=True)
     if db.exists():
         db.unlink()
     con = duckdb.connect(str(db))
@@ -71,15 +72,27 @@ def child_load(root: Path, note_root: Path, db: Path) -> dict:
 
 
 def child_build(root: Path, note_root: Path, db: Path) -> dict:
+    """The full `dbt build` into a fresh file; also where the time went (per model and test, from dbt's
+    run_results.json) and the warehouse's size on disk."""
+    target = db.parent / f"{db.stem}_target"
     os.environ.update({"MIMIC_ROOT": str(root), "MIMIC_NOTE_ROOT": str(note_root), "EHRFORGE_DUCKDB": str(db),
-                       "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+                       "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_TARGET_PATH": str(target)})
+    db.parent.mkdir(parents=True, exist_ok=True)
     if db.exists():
         db.unlink()
     from ehrforge.build import run_dbt
 
     t = time.perf_counter()
     ok = run_dbt(["build", "--quiet"])
-    return {"wall_s": time.perf_counter() - t, "ok": ok}
+    wall = time.perf_counter() - t
+    nodes = []
+    results = target / "run_results.json"
+    if results.exists():
+        for r in json.loads(results.read_text())["results"]:
+            kind, _project, name = r["unique_id"].split(".")[:3]
+            nodes.append({"kind": kind, "node": name, "s": round(r["execution_time"], 2)})
+        nodes.sort(key=lambda r: -r["s"])
+    return {"wall_s": wall, "ok": ok, "disk_mb": db.stat().st_size / 2**20 if db.exists() else None, "nodes": nodes}
 
 
 def measure(kind: str, root: Path, note_root: Path, db: Path) -> dict:
@@ -99,6 +112,8 @@ def main() -> None:
     p.add_argument("--root", type=Path)
     p.add_argument("--note-root", type=Path)
     p.add_argument("--db", type=Path)
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="scaled copies, warehouses, JSON results")
+    p.add_argument("--top", type=int, default=12, help="how many of the slowest models and tests to print")
     args = p.parse_args()
 
     if args.child:
@@ -118,7 +133,8 @@ def main() -> None:
         from ehrforge.demo_data import build_demo_notes
 
         build_demo_notes(demo, REPO.parent / "shared/data/pmc-patients-sample/pmc_patients_sample.csv", demo_notes)
-    out = REPO / "bench" / "out"
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     print(f"{'N':>3} {'input rows':>12} {'floor s':>8} {'load s':>7} {'build s':>8} {'build/floor':>11} "
           f"{'build/load':>10} {'rows/s':>10} {'floor RSS MB':>12} {'build RSS MB':>12}")
     for n in args.n:
@@ -141,6 +157,16 @@ def main() -> None:
               f"{ratio:>11.2f} {build['wall_s'] / load['wall_s']:>10.2f} "
               f"{floor['rows'] / build['wall_s']:>10,.0f} {floor['peak_rss_mb']:>12,.0f} {build['peak_rss_mb']:>12,.0f}",
               flush=True)
+        record = {"n": n, "input_rows": floor["rows"], "floor": floor, "load": load, "build": build}
+        (out / f"bench_warehouse_x{n}.json").write_text(json.dumps(record, indent=1))
+        by_kind = {}
+        for r in build["nodes"]:
+            key = "staging" if r["node"].startswith("stg_") else ("tests" if "test" in r["kind"] else r["kind"])
+            by_kind[key] = by_kind.get(key, 0.0) + r["s"]
+        print(f"    disk {build['disk_mb']:,.0f} MB; node time by kind: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])))
+        for r in build["nodes"][: args.top]:
+            print(f"      {r['s']:>7.2f} s  {r['kind']:<9} {r['node']}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
     python bench/scale_demo.py --n 20 --out bench/out/demo_x20      # reads $MIMIC_ROOT (default ../shared demo)
 
+Only the tables the dbt project declares as sources are copied (the rest of the release is never read). Each
+file is written under a temporary name and renamed when complete, so an interrupted run leaves no file that a
+re-run (which skips finished files) would take for complete.
+
 Copy k (0..N-1) adds k * 100,000,000 to subject/admission/stay ids and k * 1,000,000,000 to row ids, and
 suffixes string ids (emar_id, poe_id, note_id) with `-k`, so every copy is a distinct set of patients with the
 same clinical content. Dictionary tables (d_*, provider, caregiver) are linked once. Copy 0 equals the input.
@@ -39,20 +43,36 @@ def scale_table(con, src: Path, dst: Path, n: int) -> int:
             exprs.append(f'case when k = 0 then "{c}" else "{c}" || \'-\' || k end as "{c}"')
         else:
             exprs.append(f'"{c}"')
+    tmp = dst.with_name(dst.name.removesuffix(".csv.gz") + ".partial.csv.gz")  # the build reads <table>.csv.gz only
     con.execute(
         f"copy (select {', '.join(exprs)} from read_csv('{src}', {CSV}), range({n}) t(k)) "
-        f"to '{dst}' (header, compression gzip)"
+        f"to '{tmp}' (header, compression gzip)"
     )
-    return con.execute(f"select count(*) from read_csv('{dst}', {CSV})").fetchall()[0][0]
+    rows = con.execute(f"select count(*) from read_csv('{tmp}', {CSV})").fetchall()[0][0]
+    tmp.rename(dst)
+    return rows
+
+
+def _declared_tables() -> set[tuple[str, str]]:
+    """(module, table) of every raw source the dbt project reads."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ehrforge.build import _source_tables
+
+    return {(module, table) for module, table, _cols, _opt in _source_tables()}
 
 
 def scale_demo(src_root: Path, out: Path, n: int) -> Path:
     con = duckdb.connect()
+    declared = _declared_tables()
     for module in ("hosp", "icu", "note"):
         if not (src_root / module).is_dir():
             continue
         (out / module).mkdir(parents=True, exist_ok=True)
         for src in sorted((src_root / module).glob("*.csv.gz")):
+            if (module, src.name.removesuffix(".csv.gz")) not in declared:
+                continue
             dst = out / module / src.name
             if dst.exists() or dst.is_symlink():
                 continue

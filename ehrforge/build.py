@@ -21,10 +21,21 @@ from ehrforge.paths import DBT_PROJECT_DIR, warehouse_path
 
 log = logging.getLogger(__name__)
 
-MART_TABLES = [
-    "marts.dim_admissions", "marts.dim_icustays", "marts.dim_splits", "marts.fct_events",
-    "marts.fct_notes", "marts.fct_note_sections", "marts.fct_outcomes",
-]
+
+
+def mart_tables() -> list[str]:
+    """Every mart the dbt project declares ('marts.<name>'), read from the manifest of the last dbt invocation,
+    so a new mart needs no Python list. Empty when dbt has not run yet."""
+    import json
+
+    manifest = Path(os.environ.get("DBT_TARGET_PATH") or DBT_PROJECT_DIR / "target") / "manifest.json"
+    if not manifest.is_absolute():
+        manifest = DBT_PROJECT_DIR / manifest
+    if not manifest.exists():
+        return []
+    nodes = json.loads(manifest.read_text())["nodes"].values()
+    return sorted(f"marts.{n['alias'] or n['name']}" for n in nodes
+                  if n["resource_type"] == "model" and n["fqn"][1:2] == ["marts"])
 
 
 def _source_tables() -> list[tuple[str, str, list[str], bool]]:
@@ -113,7 +124,7 @@ def summary() -> str:
 
     lines = [f"warehouse: {warehouse_path()}", f"{'table':32} {'rows':>12}"]
     with warehouse.session(read_only=True) as con:
-        for t in MART_TABLES:
+        for t in mart_tables():
             n = warehouse.fetch_scalar(con, f"select count(*) from {t}") if warehouse.table_exists(con, t) else None
             lines.append(f"{t:32} {n if n is not None else 'missing':>12}")
         if warehouse.table_exists(con, "marts.fct_notes") and not warehouse.fetch_scalar(

@@ -14,20 +14,12 @@ import logging
 from pathlib import Path
 from typing import Iterable
 
+from ehrforge.instructions import CHAT_TEMPLATES
+
 log = logging.getLogger(__name__)
 
-# A ChatML-style template: the assistant turn is wrapped in {% generation %} so that
-# `return_assistant_tokens_mask` can mark exactly the answer tokens for loss masking.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+# ChatML, whose assistant turn sits in {% generation %} so answer tokens can be masked for the loss.
+CHAT_TEMPLATE = CHAT_TEMPLATES["chatml"]
 SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 

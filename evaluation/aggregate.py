@@ -2,29 +2,64 @@
 
     value, lo, hi, n = aggregate_with_ci(values, labels, "auroc", n_boot=1000, seed=0)
 
-`mean` ignores items whose value is None; `auroc`/`auprc` use items with both a value (P("yes")) and a label
-and are undefined (None) when only one class is present (in the data, or in a resample: those are dropped).
+An aggregation turns item values into one figure; each is registered here once (name, whether it needs labels,
+its point estimate and, optionally, a vectorised estimate over many resamples), and metrics name it:
+
+    @register_aggregation("auroc", needs_labels=True, batch=_auroc_batch)
+    def auroc(values, labels): ...
+
+`mean` ignores items whose value is None; label-based ones (`auroc`, `auprc`) use items with both a value
+(P("yes")) and a label and are undefined (None) when only one class is present (in the data, or in a
+resample: those are dropped).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 
-def _point(values: np.ndarray, labels: np.ndarray | None, aggregation: str) -> float | None:
-    if len(values) == 0:
-        return None
-    if aggregation == "mean":
-        return float(values.mean())
-    if labels is None or len(np.unique(labels)) < 2:
-        return None
-    from sklearn.metrics import average_precision_score, roc_auc_score
+@dataclass(frozen=True)
+class Aggregation:
+    name: str
+    point_fn: Callable[[np.ndarray, np.ndarray | None], float]
+    needs_labels: bool
+    batch_fn: Callable[[np.ndarray, np.ndarray | None, np.ndarray], np.ndarray] | None = None
 
-    if aggregation == "auroc":
-        return float(roc_auc_score(labels, values))
-    if aggregation == "auprc":
-        return float(average_precision_score(labels, values))
-    raise ValueError(f"unknown aggregation {aggregation!r}")
+    def point(self, values: np.ndarray, labels: np.ndarray | None) -> float | None:
+        if len(values) == 0:
+            return None
+        if self.needs_labels and (labels is None or len(np.unique(labels)) < 2):
+            return None
+        return float(self.point_fn(values, labels))
+
+    def resampled(self, values: np.ndarray, labels: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+        """The figure on each resample (rows of `idx`); NaN where it is undefined."""
+        if self.batch_fn is not None:
+            return self.batch_fn(values, labels, idx)
+        return np.array([np.nan if (p := self.point(values[i], None if labels is None else labels[i])) is None else p
+                         for i in idx], dtype=float)
+
+
+AGGREGATIONS: dict[str, Aggregation] = {}
+
+
+def register_aggregation(name: str, *, needs_labels: bool, batch=None):
+    def wrap(fn):
+        if name in AGGREGATIONS and AGGREGATIONS[name].point_fn is not fn:
+            raise ValueError(f"aggregation {name!r} registered twice")
+        AGGREGATIONS[name] = Aggregation(name, fn, needs_labels, batch)
+        return fn
+
+    return wrap
+
+
+def get_aggregation(name: str) -> Aggregation:
+    if name not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {name!r}; registered: {', '.join(sorted(AGGREGATIONS))}")
+    return AGGREGATIONS[name]
 
 
 def _auroc_batch(values: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -43,6 +78,25 @@ def _auroc_batch(values: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> np.
     return out
 
 
+@register_aggregation("mean", needs_labels=False, batch=lambda values, labels, idx: values[idx].mean(axis=1))
+def mean(values: np.ndarray, labels: np.ndarray | None) -> float:
+    return values.mean()
+
+
+@register_aggregation("auroc", needs_labels=True, batch=_auroc_batch)
+def auroc(values: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(labels, values)
+
+
+@register_aggregation("auprc", needs_labels=True)
+def auprc(values: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return average_precision_score(labels, values)
+
+
 def aggregate_with_ci(
     values: list[float | None],
     labels: list[float | None] | None,
@@ -52,8 +106,9 @@ def aggregate_with_ci(
     alpha: float = 0.05,
 ) -> tuple[float | None, float | None, float | None, int]:
     """(point estimate, CI low, CI high, n items used)."""
+    agg = get_aggregation(aggregation)
     vals = np.array([np.nan if v is None else v for v in values], dtype=float)
-    if aggregation == "mean":
+    if not agg.needs_labels:
         keep = ~np.isnan(vals)
         labs = None
     else:
@@ -62,17 +117,12 @@ def aggregate_with_ci(
         labs = labs[keep]
     vals = vals[keep]
     n = len(vals)
-    point = _point(vals, labs, aggregation)
+    point = agg.point(vals, labs)
     if point is None or n < 2 or n_boot <= 0:
         return point, None, None, n
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
-    if aggregation == "mean":
-        stats = vals[idx].mean(axis=1)
-    elif aggregation == "auroc":
-        stats = _auroc_batch(vals, labs, idx)
-    else:
-        stats = np.array([_point(vals[i], labs[i], aggregation) or np.nan for i in idx])
+    stats = agg.resampled(vals, labs, idx)
     stats = stats[~np.isnan(stats)]
     if len(stats) == 0:
         return point, None, None, n

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
 
             for m in sorted(all_metrics().values(), key=lambda m: m.name):
                 print(f"{m.name:22} {'higher' if m.higher_is_better else 'lower ':6} {m.aggregation:6} "
-                      f"{','.join(m.answer_types):28} {m.description}")
+                      f"{','.join(m.answer_types) or '(' + m.kind + ')':28} {m.description}")
             return
         if not args.config:
             parser.error("--config is required (e.g. --config evaluation/specs/demo.yaml)")

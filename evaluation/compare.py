@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.aggregate import _auroc_batch, _point
+from evaluation.aggregate import get_aggregation
 
 PAIRS_SQL = """
 select ft.run_id, b.run_id
@@ -31,18 +31,10 @@ def pairs_touching(con, run_ids: list[str]) -> list[tuple[str, str]]:
     return [tuple(r) for r in con.execute(PAIRS_SQL, [run_ids, run_ids]).fetchall()]
 
 
-def _stat_batch(values: np.ndarray, labels: np.ndarray | None, idx: np.ndarray, aggregation: str) -> np.ndarray:
-    if aggregation == "mean":
-        return values[idx].mean(axis=1)
-    if aggregation == "auroc":
-        return _auroc_batch(values, labels, idx)
-    return np.array([_point(values[i], labels[i], aggregation) if len(np.unique(labels[i])) > 1 else np.nan
-                     for i in idx], dtype=float)
-
-
 def paired_delta(ft: np.ndarray, base: np.ndarray, labels: np.ndarray | None, aggregation: str, n_boot: int,
                  seed: int, alpha: float = 0.05) -> tuple[float | None, float | None, float | None]:
-    p_ft, p_base = _point(ft, labels, aggregation), _point(base, labels, aggregation)
+    agg = get_aggregation(aggregation)
+    p_ft, p_base = agg.point(ft, labels), agg.point(base, labels)
     if p_ft is None or p_base is None:
         return None, None, None
     delta = p_ft - p_base
@@ -50,7 +42,7 @@ def paired_delta(ft: np.ndarray, base: np.ndarray, labels: np.ndarray | None, ag
     if n < 2 or n_boot <= 0:
         return delta, None, None
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    diffs = _stat_batch(ft, labels, idx, aggregation) - _stat_batch(base, labels, idx, aggregation)
+    diffs = agg.resampled(ft, labels, idx) - agg.resampled(base, labels, idx)
     diffs = diffs[~np.isnan(diffs)]
     if not len(diffs):
         return delta, None, None
@@ -70,9 +62,10 @@ def comparison_rows(con, finetune_run_id: str, base_run_id: str, n_boot: int, se
         order by f.task, f.metric, f.instruction_id""", [base_run_id, finetune_run_id]).df()
     rows = []
     for (task, metric, aggregation), g in df.groupby(["task", "metric", "aggregation"], sort=True):
-        if aggregation != "mean":
+        needs_labels = get_aggregation(aggregation).needs_labels
+        if needs_labels:
             g = g[g["label"].notna()]
-        labels = None if aggregation == "mean" else g["label"].to_numpy(dtype=float)
+        labels = g["label"].to_numpy(dtype=float) if needs_labels else None
         delta, lo, hi = paired_delta(g["fv"].to_numpy(dtype=float), g["bv"].to_numpy(dtype=float), labels,
                                      aggregation, n_boot, seed)
         rows.append({"finetune_run_id": finetune_run_id, "base_run_id": base_run_id, "task": task, "metric": metric,

@@ -13,36 +13,19 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from ehrforge import instructions
 from ehrforge.errors import InputDataError
 from ehrforge.llm.cache import prompt_hash
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a careful clinical assistant. Answer the question using only the patient record given. "
-    "Answer briefly and exactly."
-)
 REQUIRED_COLUMNS = ["instruction_id", "dataset", "task", "split", "subject_id", "context", "instruction", "answer",
                     "answer_type"]
 
 
 def to_messages(row: Mapping[str, Any], system_prompt: str | None = None) -> list[dict]:
-    """Prompt messages for one instruction row, without the answer. Uses the training branch's converter when it is
-    installed, so evaluation prompts are byte-identical to training prompts; the fallback follows the same rule
-    (system / user = context + blank line + instruction)."""
-    try:
-        from training.data import to_messages as train_to_messages
-    except ImportError:
-        train_to_messages = None
-    if train_to_messages is not None:
-        return train_to_messages(row, system_prompt, with_answer=False)
-    system = row.get("system_prompt") or system_prompt or DEFAULT_SYSTEM_PROMPT
-    context = (row.get("context") or "").strip()
-    instruction = (row.get("instruction") or "").strip()
-    if not instruction:
-        raise InputDataError(f"instruction row {row.get('instruction_id')!r} has an empty instruction")
-    user = f"{context}\n\n{instruction}" if context else instruction
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    """Prompt messages for one instruction row, without the answer: the prompt training used, byte for byte."""
+    return instructions.to_messages(row, system_prompt, with_answer=False)
 
 
 def _order_key(seed: int, instruction_id: str) -> str:

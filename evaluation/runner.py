@@ -27,14 +27,13 @@ from ehrforge.config import config_hash
 from evaluation import tables
 from evaluation.aggregate import aggregate_with_ci
 from evaluation.data import load_items
-from evaluation.metrics import MetricInput, get_metric
+from evaluation.metrics import MetricInput, get_metric, judge_metrics
 from evaluation.metrics._text import yes_no
 from evaluation.models import ResolvedModel, resolve_model
 from evaluation.spec import EvalSpec
 
 log = logging.getLogger(__name__)
 
-JUDGE_METRICS = {"judge_score": True, "judge_win_rate": True}  # name -> higher_is_better
 
 
 @dataclass
@@ -139,7 +138,7 @@ def judge_rows(items: pd.DataFrame, preds: list[str | None], spec: EvalSpec, con
     rows = []
     for r in sel.itertuples():
         res = judged[r.instruction_id]
-        for metric in JUDGE_METRICS:
+        for metric in (m.name for m in judge_metrics()):
             rows.append({"instruction_id": r.instruction_id, "task": r.task, "metric": metric, "value": res[metric],
                          "label": None, "details": json.dumps(res["details"], default=str)})
     return rows
@@ -153,11 +152,8 @@ def task_metric_rows(score_rows: list[dict], spec: EvalSpec) -> list[dict]:
         labs.append(r["label"])
     out = []
     for (task, metric), (vals, labs) in sorted(by.items()):
-        if metric in JUDGE_METRICS:
-            aggregation, hib = "mean", JUDGE_METRICS[metric]
-        else:
-            m = get_metric(metric)
-            aggregation, hib = m.aggregation, m.higher_is_better
+        m = get_metric(metric)
+        aggregation, hib = m.aggregation, m.higher_is_better
         value, lo, hi, n = aggregate_with_ci(vals, labs, aggregation, spec.bootstrap.n, spec.bootstrap.seed)
         out.append({"task": task, "metric": metric, "aggregation": aggregation, "higher_is_better": hib,
                     "value": value, "ci_low": lo, "ci_high": hi, "n_items": n, "n_bootstrap": spec.bootstrap.n})

@@ -13,8 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ehrforge.config import load_config
-
-ANSWER_TYPES = ("text", "yes_no", "set", "number")
+from ehrforge.instructions import ANSWER_TYPES  # the shared row contract
 
 
 class Subset(BaseModel):
@@ -138,11 +137,12 @@ class EvalSpec(BaseModel):
     def _metrics(self) -> "EvalSpec":
         from evaluation.metrics import all_metrics
 
-        known = all_metrics()
+        known = {name for name, m in all_metrics().items() if m.kind == "item"}
         for key, names in {**self.metrics, **{k: [k] for k in self.metric_params}}.items():
             bad = [n for n in names if n not in known]
             if bad:
-                raise ValueError(f"metrics[{key}]: unknown metric(s) {bad}; registered: {sorted(known)}")
+                raise ValueError(f"metrics[{key}]: unknown item metric(s) {bad}; registered: {sorted(known)} "
+                                 "(judge metrics come from the `judge` section)")
         return self
 
     def fingerprint(self) -> str:

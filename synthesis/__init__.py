@@ -10,8 +10,4 @@ INSTRUCTIONS_TABLE = "synthesis.instructions"
 LLM_OUTPUTS_TABLE = "synthesis.llm_outputs"
 NOTE_REPORT_TABLE = "synthesis.note_generation_report"
 
-INSTRUCTION_COLUMNS = [
-    "instruction_id", "dataset", "task", "task_version", "split", "subject_id", "hadm_id", "context",
-    "instruction", "answer", "answer_type", "lineage", "template_id", "prompt_hash", "generator_model", "seed",
-]
-ANSWER_TYPES = ("text", "yes_no", "set", "number")
+from ehrforge.instructions import ANSWER_TYPES, INSTRUCTION_COLUMNS  # noqa: F401  (the shared row contract)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ehrforge import vocab
 from ehrforge.config import load_config
 from ehrforge.errors import ConfigError
 
@@ -25,11 +26,7 @@ DEFAULT_CHART_ITEMIDS = [
     "220277",  # O2 saturation pulseoxymetry
     "223761",  # Temperature Fahrenheit
 ]
-EVENT_TYPES = (
-    "admission", "chart", "datetime", "death", "demographics", "diagnosis", "discharge", "input", "lab",
-    "medication_administration", "microbiology", "omr", "output", "prescription", "procedure_icd", "procedure_icu",
-    "transfer",
-)
+EVENT_TYPES = tuple(vocab.event_types())
 
 
 class RenderConfig(BaseModel):

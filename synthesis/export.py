@@ -5,7 +5,7 @@
 Writes `<out>/{train,val,test}.jsonl` and `.parquet` (columns: instruction_id, task, task_version, split,
 subject_id, hadm_id, answer_type, messages, context, instruction, answer, lineage, run_id) and `README.md`, an
 HF-style dataset card with counts per task and split. `datasets.load_dataset("json", data_files={...})` and
-`load_dataset("parquet", ...)` read them; `messages` comes from training.data.to_messages (the one row -> chat conversion).
+`load_dataset("parquet", ...)` read them; `messages` comes from ehrforge.instructions.to_messages (the one row -> chat conversion).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ehrforge import warehouse
-from training.data import to_messages
+from ehrforge.instructions import to_messages
 from ehrforge.errors import EhrforgeError, InputDataError
 from ehrforge.paths import runs_dir
 from synthesis import INSTRUCTIONS_TABLE, NOTE_REPORT_TABLE

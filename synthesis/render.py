@@ -25,15 +25,10 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from ehrforge import vocab
+
 TIME_FMT = "%Y-%m-%d %H:%M"
-EVENT_TITLES = {
-    "admission": "Admission", "chart": "Vital signs", "datetime": "Date event", "death": "Death",
-    "demographics": "Demographics", "diagnosis": "Diagnoses", "discharge": "Discharge", "input": "Input",
-    "lab": "Lab results", "medication_administration": "Medication administration",
-    "microbiology": "Microbiology", "omr": "Outpatient measurement", "output": "Output",
-    "prescription": "Prescription", "procedure_icd": "Procedure", "procedure_icu": "ICU procedure",
-    "transfer": "Transfer",
-}
+EVENT_TITLES = {event_type: v["title"] for event_type, v in vocab.event_types().items()}
 EVENT_COLUMNS = ["event_id", "hadm_id", "event_time", "event_end_time", "event_type", "itemid", "item_label",
                  "value_text", "value_num", "unit", "ref_range_lower", "ref_range_upper", "is_abnormal",
                  "is_implausible"]

@@ -13,12 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ehrforge.config import config_hash, load_config
+from ehrforge.instructions import DEFAULT_SYSTEM_PROMPT
 
 TINY_PREFIX = "tiny://"
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a careful clinical assistant. Answer the question using only the patient record given. "
-    "Answer briefly and exactly."
-)
 
 
 class _Strict(BaseModel):

@@ -19,64 +19,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ehrforge.errors import InputDataError
+from ehrforge.instructions import CHAT_TEMPLATES, to_messages  # noqa: F401  (to_messages: the one row -> chat conversion)
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 SPLITS = ("train", "val", "test")
 
-# Named chat templates for base models that have none. The assistant turn sits in {% generation %} so that
-# `return_assistant_tokens_mask` marks exactly the answer tokens (and the end-of-turn token after them).
-NAMED_TEMPLATES = {
-    "chatml": (
-        "{% for message in messages %}"
-        "{% if message['role'] == 'assistant' %}"
-        "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-        "{{ '\n' }}"
-        "{% else %}"
-        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-        "{% endif %}"
-        "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-    ),
-    "llama3": (
-        "{{ bos_token }}"
-        "{% for message in messages %}"
-        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
-        "{% if message['role'] == 'assistant' %}"
-        "{% generation %}{{ message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
-        "{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif %}"
-        "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-    ),
-}
+# Named chat templates for base models that have none (one copy, in the shared contract).
+NAMED_TEMPLATES = CHAT_TEMPLATES
 
 
 # ----------------------------------------------------------------------------------------------- messages
-
-
-def to_messages(row: Mapping[str, Any], system_prompt: str | None = None, with_answer: bool = True) -> list[dict]:
-    """One instruction row -> chat messages. The single conversion used by training, export and evaluation.
-
-    system = the row's `system_prompt` if it carries one, else `system_prompt`, else the default;
-    user = context + blank line + instruction (just the instruction when there is no context);
-    assistant = answer (left out when `with_answer=False`, for generation).
-    """
-    from training.config import DEFAULT_SYSTEM_PROMPT
-
-    system = row.get("system_prompt") or system_prompt or DEFAULT_SYSTEM_PROMPT
-    context = (row.get("context") or "").strip()
-    instruction = (row.get("instruction") or "").strip()
-    if not instruction:
-        raise InputDataError(f"instruction row {row.get('instruction_id')!r} has an empty instruction")
-    user = f"{context}\n\n{instruction}" if context else instruction
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    if with_answer:
-        answer = row.get("answer")
-        if answer is None or str(answer).strip() == "":
-            raise InputDataError(f"instruction row {row.get('instruction_id')!r} has an empty answer")
-        messages.append({"role": "assistant", "content": str(answer).strip()})
-    return messages
 
 
 # ------------------------------------------------------------------------------------------------ loading

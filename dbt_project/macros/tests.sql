@@ -5,6 +5,14 @@ where {{ column_name }} is not null and ({{ column_name }} < {{ min_value }} or 
 {% endtest %}
 
 
+{#- No two rows share the same values in `columns` (a composite key). -#}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(', ') }}, count(*) as n_rows
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endtest %}
+
 {#- Unique ignoring case: headers are matched case-insensitively, so 'Impression' and 'IMPRESSION' would clash. -#}
 {% test unique_case_insensitive(model, column_name) %}
 select upper({{ column_name }}) as value, count(*) as n from {{ model }}

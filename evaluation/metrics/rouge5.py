@@ -1,4 +1,4 @@
-"""ROUGE-5 recall of the reference note by a generated note: long verbatim runs shared with the real note.
+"""ROUGE-5 F-measure of a generated note against the reference note: long verbatim runs shared with the real note.
 
 Used for synthetic notes (Asclepius-style): a high value means the generated note reproduces 5-token runs of the
 real one (fidelity when intended, a privacy warning when the model was meant to paraphrase)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 import pandas as pd
 
+from ehrforge import vocab
 from expectations.config import Settings, load_ranges
 from expectations.core import (Frame, SuiteSpec, critical, hours_outside, metric_between, null_rates, schema_frame,
                                seeded_sample, warn, where)
@@ -47,11 +48,7 @@ SOURCES = {
     "datetimeevents": ("staging.stg_mimic_icu__datetimeevents", (0.95, 1.0)),
 }
 
-EVENT_TYPES = [
-    "admission", "chart", "datetime", "death", "demographics", "diagnosis", "discharge", "input", "lab",
-    "medication_administration", "microbiology", "omr", "output", "prescription", "procedure_icd",
-    "procedure_icu", "transfer",
-]
+EVENT_TYPES = list(vocab.event_types())
 # Ceilings on the share of events of a type without a numeric value (demo: lab 12%, chart 57%).
 VALUE_NULL_CEILINGS = {"lab": 0.35, "chart": 0.8, "input": 0.01, "output": 0.01, "procedure_icu": 0.01}
 WINDOW_STATUSES = ["in_admission", "near_admission", "outside_admission", "no_admission"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import great_expectations.expectations as gxe
 
+from ehrforge import instructions
 from expectations.config import Settings
 from expectations.core import Frame, SuiteSpec, critical, metric_between, schema_frame, seeded_sample, warn
 
@@ -25,7 +26,7 @@ CONTRACT = {TABLE: {
 # Provenance columns COMMON.md lists; a column written all-NULL from pandas gets DuckDB type "NULL", which
 # later non-null writes cannot use, so a wrong type here is worth a warning.
 ADVISORY = {TABLE: {"prompt_hash": "VARCHAR", "generator_model": "VARCHAR", "seed": "BIGINT"}}
-ANSWER_TYPES = ["text", "yes_no", "set", "number"]
+ANSWER_TYPES = list(instructions.ANSWER_TYPES)
 SPLITS = ["train", "val", "test"]
 
 

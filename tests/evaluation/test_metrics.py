@@ -138,3 +138,27 @@ def test_paired_bootstrap_delta_is_tighter_than_independent_intervals():
     _, ft_lo, _, _ = aggregate_with_ci(list(ft), None, "mean", 1000, 0)
     _, _, base_hi, _ = aggregate_with_ci(list(base), None, "mean", 1000, 0)
     assert ft_lo < base_hi  # ... while the two independent intervals overlap
+
+
+def test_aggregations_and_judge_metrics_are_registered_like_metrics():
+    """A new aggregation is one registered function; judge metrics carry direction and aggregation in the registry."""
+    import numpy as np
+
+    from evaluation.aggregate import AGGREGATIONS, aggregate_with_ci, register_aggregation
+    from evaluation.metrics import all_metrics, default_metrics, get_metric, judge_metrics
+
+    assert {"mean", "auroc", "auprc"} <= set(AGGREGATIONS)
+    assert {m.name for m in judge_metrics()} == {"judge_score", "judge_win_rate"}
+    assert get_metric("judge_score").aggregation == "mean" and get_metric("judge_score").higher_is_better
+    assert "judge_score" not in default_metrics("text")
+    assert all(m.aggregation in AGGREGATIONS for m in all_metrics().values())
+
+    @register_aggregation("median_for_test", needs_labels=False)
+    def _median(values, labels):
+        return float(np.median(values))
+
+    try:
+        value, lo, hi, n = aggregate_with_ci([1.0, 2.0, 10.0, None], None, "median_for_test", n_boot=200, seed=0)
+        assert (value, n) == (2.0, 3) and lo <= value <= hi
+    finally:
+        AGGREGATIONS.pop("median_for_test")

@@ -17,7 +17,7 @@ def test_demo_spec_is_valid():
     ("models=[{name: a, kind: adapter, path: /x}]", "adapter_path"),
     ("models=[{name: a, kind: endpoint, path: m}]", "base_url"),
     ("models=[{name: a, kind: base, path: x}, {name: a, kind: base, path: y}]", "unique"),
-    ("metrics={text: [rouge_9]}", "unknown metric"),
+    ("metrics={text: [rouge_9]}", "unknown item metric"),
     ("judge.jury=[]", "jury"),
     ("version=0", "version"),
 ])

@@ -3,7 +3,7 @@
 -- omr, some microbiology) is attributed to the subject's admission whose [admittime, dischtime] contains
 -- its time, else it stays unattributed (hadm_id NULL, window_status 'no_admission'). Nothing is dropped
 -- except rows with no time at all (stated per source in int_events__*). window_status says where the
--- event falls relative to its admission; synthesis uses 'in_admission' and 'near_admission' events only.
+-- event falls relative to its admission; synthesis uses 'in_admission' events only.
 {% set parts = [
     'int_events__admissions', 'int_events__diagnoses', 'int_events__procedures_icd', 'int_events__labs',
     'int_events__microbiology', 'int_events__prescriptions', 'int_events__emar', 'int_events__transfers',
