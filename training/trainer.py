@@ -29,6 +29,7 @@ from training.data import (
     note_blocks,
     tokenize_split,
 )
+from training.recipes import get_recipe
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def _gradient_checkpointing(cfg: TrainConfig, n_params: int) -> bool:
     if gc == "auto":
         # Recomputing activations costs ~30% speed; only worth it where memory would not hold them:
         # full fine-tuning of multi-billion models, or any model above 8B.
-        return (cfg.method == "full" and n_params > 3e9) or n_params > 9e9
+        return (not get_recipe(cfg.method).is_adapter and n_params > 3e9) or n_params > 9e9
     return bool(gc)
 
 
@@ -468,7 +469,7 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     final_dir = out_dir / "final"
     save_final(trainer, final_dir)
     merged_dir = None
-    is_adapter = cfg.method in ("lora", "qlora")
+    is_adapter = get_recipe(cfg.method).is_adapter
     need_merge = is_adapter and (cfg.output.merge or (stage == "cpt" and "sft" in cfg.stages))
     if need_merge and trainer.is_world_process_zero():
         merged_dir = out_dir / "merged"
