@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train gpu-kit clean
+        demo test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train gpu-kit gpu-report clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -95,7 +95,7 @@ test: $(STAMP) ## fast test suite (not slow/gpu/vllm) on the real demo data
 test-slow: $(STAMP) ## slow tests too (two-process training over gloo, training bench on CPU)
 	$(PY) -m pytest -m "not gpu and not vllm" $(ARGS)
 
-test-gpu: $(STAMP) ## GPU tests (needs CUDA)
+test-gpu: $(STAMP) ## GPU tests (needs CUDA; EHRFORGE_GPU_TESTS_ON_CPU=1 runs tests/gpu on CPU, docs/gpu.md)
 	$(PY) -m pytest -m gpu $(ARGS)
 
 bench-eval: $(STAMP) ## evaluation items/s (generation + scoring): batched pipeline vs naive per-item loop, tiny model on CPU
@@ -116,9 +116,12 @@ bench-llm: $(STAMP) ## LLM client: transformers backend vs naive loop, openai ba
 bench-train: $(STAMP) ## training speed on a GPU (ours vs HF Trainer + padding): make bench-train ARGS="speed --size 1b"
 	$(PY) bench/bench_train.py $(or $(ARGS),speed --size 1b)
 
-gpu-kit: $(STAMP) ## inputs for the GPU benchmarks (lengths, items, tokenizer, wheels) into bench/out/gpu; see bench/gpu.sh
+gpu-kit: $(STAMP) ## everything the one GPU call needs (lengths, items, tokenizer, wheels) into bench/out/gpu; docs/gpu.md
 	$(MAKE) --no-print-directory demo-data
-	PY=$(PY) bash bench/gpu.sh kit
+	PY_HERE=$(PY) bash bench/gpu.sh kit
+
+gpu-report: ## docs/benchmarks-gpu.md from a GPU call's output folder: make gpu-report RESULTS=<folder>
+	python3 bench/gpu_report.py render $(or $(RESULTS),$(error set RESULTS=<folder with results.json>)) --out docs/benchmarks-gpu.md
 
 clean: ## remove the warehouse, runs, reports and dbt target (keeps .venv and data/)
 	rm -rf warehouse runs reports dbt_project/target dbt_project/logs

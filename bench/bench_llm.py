@@ -8,12 +8,14 @@
 Parts: `transformers` (run_batch over the in-process backend, each generation_mode, vs one-prompt-at-a-time
 `generate` on the same model object), `openai` (run_batch against a local `transformers serve`), `gpu` (the
 backend's batched path on pre-tokenized prompts; imports only torch/transformers, no duckdb/openai, so it runs on
-the GPU machine). Figures go to stdout; nothing is asserted about speed.
+the GPU machine). Figures go to stdout (and, with --out-json, for the gpu part to a JSON file rewritten after every
+row, so a run cut for time keeps the rows that finished); nothing is asserted about speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -188,10 +190,21 @@ def bench_gpu(args) -> None:
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"\nGPU bench on {name}: random Llama {n_params / 1e9:.2f}B params, {model.dtype}; {len(prompts)} prompts x "
           f"{args.prompt_tokens} tokens, {args.new_tokens} new tokens (ignore_eos)")
+    report = {"device": name, "n_params": n_params, "dtype": str(model.dtype).removeprefix("torch."),
+              "n_prompts": len(prompts), "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
+              "rows": []}
+
+    def keep(**r) -> None:
+        report["rows"].append(r)
+        if args.out_json:
+            Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out_json).write_text(json.dumps(report, indent=1))
+
     naive_loop(model, prompts[:1], 4, tok.pad_token_id)
     k = max(1, min(args.naive_prompts, len(prompts)))
     n, s = naive_loop(model, prompts[:k], args.new_tokens, tok.pad_token_id)
     base = row(f"naive per-prompt generate ({k} prompts)", n, s, None)
+    keep(name="naive", mode="naive", batch_size=1, n_prompts=k, tokens=n, seconds=s, tokens_per_s=n / s)
     for mode in args.modes.split(","):
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
             llm_cfg = LLMConfig(backend="transformers", model="in-memory", generation_mode=mode, batch_size=bs,
@@ -209,11 +222,18 @@ def bench_gpu(args) -> None:
                     n += sum(r.completion_tokens for r in backend.generate_ids(prompts[i:i + bs], params))
                 if device == "cuda":
                     torch.cuda.synchronize()
-                row(f"backend mode={mode} batch={bs}", n, time.perf_counter() - start, base)
+                s = time.perf_counter() - start
+                rate = row(f"backend mode={mode} batch={bs}", n, s, base)
+                keep(name=f"{mode} b{bs}", mode=mode, batch_size=bs, n_prompts=len(prompts), tokens=n, seconds=s,
+                     tokens_per_s=rate, vs_naive=rate / base)
             except Exception as exc:  # noqa: BLE001 - a mode that fails is reported, the others still run
                 print(f"  backend mode={mode} batch={bs}: FAILED {type(exc).__name__}: {str(exc)[:200]}")
+                keep(name=f"{mode} b{bs}", mode=mode, batch_size=bs, error=f"{type(exc).__name__}: {str(exc)[:200]}")
     if device == "cuda":
         print(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        report["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        if args.out_json:
+            Path(args.out_json).write_text(json.dumps(report, indent=1))
 
 
 def main() -> None:
@@ -232,6 +252,7 @@ def main() -> None:
                         help="start transformers serve without --continuous-batching (one request at a time)")
     parser.add_argument("--modes", default="dynamic,static,compile")
     parser.add_argument("--batch-sizes", default="64")
+    parser.add_argument("--out-json", help="gpu part: write the rows to this JSON file (rewritten after every row)")
     parser.add_argument("--hidden", type=int, default=256, help="CPU model hidden size")
     parser.add_argument("--layers", type=int, default=4, help="CPU model layers")
     args = parser.parse_args()

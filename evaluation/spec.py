@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ehrforge.config import load_config
-from ehrforge.instructions import ANSWER_TYPES  # the shared row contract
 
 
 class Subset(BaseModel):

@@ -9,5 +9,11 @@ model, seed) and the split of its patient (marts.dim_splits). See the README, se
 INSTRUCTIONS_TABLE = "synthesis.instructions"
 LLM_OUTPUTS_TABLE = "synthesis.llm_outputs"
 NOTE_REPORT_TABLE = "synthesis.note_generation_report"
+# Tables beside the instructions: tasks append row dicts to BuildContext.extra_tables[table]; the CLI writes them.
+EXTRA_TABLE_COLUMNS = {
+    LLM_OUTPUTS_TABLE: ["dataset", "task", "request_id", "source_id", "prompt_hash", "cache_key", "cached", "raw_text",
+                        "status", "reject_reason", "instruction_id"],
+    NOTE_REPORT_TABLE: ["dataset", "scope", "metric", "value", "detail"],
+}
 
 from ehrforge.instructions import ANSWER_TYPES, INSTRUCTION_COLUMNS  # noqa: F401  (the shared row contract)

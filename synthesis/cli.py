@@ -24,11 +24,11 @@ import pandas as pd
 from ehrforge import warehouse
 from ehrforge.config import config_hash
 from ehrforge.errors import EhrforgeError, InputDataError, exit_code
-from synthesis import (ANSWER_TYPES, INSTRUCTION_COLUMNS, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE,
-                       NOTE_REPORT_TABLE)
+from synthesis import (ANSWER_TYPES, EXTRA_TABLE_COLUMNS, INSTRUCTION_COLUMNS, INSTRUCTIONS_TABLE,
+                       LLM_OUTPUTS_TABLE)
 from synthesis.config import SynthesisConfig, load_synthesis_config
 from synthesis.context import BuildContext
-from synthesis.llm_io import dumps, finalize_extra_tables
+from synthesis.llm_io import dumps
 from synthesis.registry import TASKS, load_all_tasks, stable_hash, versioned_id
 
 log = logging.getLogger("synthesis")
@@ -154,12 +154,12 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
             if df.empty:
                 raise InputDataError("the config produced no instruction rows; raise the quotas or enable tasks")
             validate_rows(df)
-            finalize_extra_tables(ctx)
             _write_instructions(con, df, run, cfg.dataset)
-            for table in (LLM_OUTPUTS_TABLE, NOTE_REPORT_TABLE):
+            for table, columns in EXTRA_TABLE_COLUMNS.items():
                 extra = ctx.extra_tables.get(table)
-                if extra is not None and len(extra):
-                    warehouse.write_table(con, table, extra, run, replace="key", key=["dataset"])
+                if extra:
+                    warehouse.write_table(con, table, pd.DataFrame(extra, columns=columns), run, replace="key",
+                                          key=["dataset"])
                 elif warehouse.table_exists(con, table):  # this run made none: drop the dataset's stale ones
                     con.execute(f"delete from {table} where dataset = ?", [cfg.dataset])
             counts = summary_counts(con, cfg.dataset)

@@ -39,8 +39,12 @@ class BuildContext:
     count_tokens: Callable[[str], int] = None
     rows_so_far: dict[str, list[dict]] = field(default_factory=dict)  # task -> rows (for dependent tasks)
     stats: dict[str, dict] = field(default_factory=dict)               # task -> counters (rejections, calls)
-    extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # e.g. synthesis.llm_outputs
+    extra_tables: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows (synthesis.EXTRA_TABLE_COLUMNS)
     llm_config: Any = None
+    # filled by load(): admissions by hadm_id, an empty events frame, and per-admission caches
+    _adm_index: dict[int, dict] = field(default_factory=dict)
+    _empty: pd.DataFrame | None = None
+    _records: dict[int, list[dict]] = field(default_factory=dict)
     _fingerprints: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -130,7 +134,7 @@ class BuildContext:
                 params,
             ).df()
         self._empty = ev.iloc[0:0]
-        self._records = {}
+        self._records.clear()
         self.events_by_hadm = {int(h): g for h, g in ev.groupby("hadm_id", sort=True)}
         log.info("loaded %d admissions and %d events (%s)", len(adm), len(ev), ", ".join(types))
         return self

@@ -15,8 +15,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ehrforge.errors import ConfigError
 from ehrforge.paths import REPO_ROOT, runs_dir
 from synthesis import LLM_OUTPUTS_TABLE
@@ -165,15 +163,6 @@ class OutputLog:
         rej = st.setdefault("rejections", {})
         for k, v in self.reasons.items():
             rej[k] = rej.get(k, 0) + v
-
-
-def finalize_extra_tables(ctx) -> None:
-    """Turn collected output rows into DataFrames (context.extra_tables is written by the CLI)."""
-    rows = ctx.extra_tables.get(LLM_OUTPUTS_TABLE)
-    if isinstance(rows, list):
-        ctx.extra_tables[LLM_OUTPUTS_TABLE] = pd.DataFrame(rows, columns=[
-            "dataset", "task", "request_id", "source_id", "prompt_hash", "cache_key", "cached", "raw_text", "status",
-            "reject_reason", "instruction_id"])
 
 
 def dumps(obj: Any) -> str:

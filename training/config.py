@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ehrforge.config import config_hash, load_config
 from ehrforge.instructions import DEFAULT_SYSTEM_PROMPT
+from training.recipes import get_recipe
 
 TINY_PREFIX = "tiny://"
 
@@ -134,10 +135,10 @@ class OutputConfig(_Strict):
 
 class TrainConfig(_Strict):
     name: str = "train"
-    method: Literal["lora", "qlora", "full"] = "lora"
+    method: str = Field("lora", description="a registered training recipe (training/recipes): lora, qlora, full, ...")
     stages: list[Literal["cpt", "sft"]] = ["sft"]
     distributed: Literal["auto", "ddp", "fsdp", "zero3"] = Field(
-        "auto", description="multi-process strategy; auto = ddp for LoRA/QLoRA, fsdp for full"
+        "auto", description="multi-process strategy; auto = the recipe's default (ddp for LoRA/QLoRA, fsdp for full)"
     )
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
@@ -161,8 +162,9 @@ class TrainConfig(_Strict):
             )
         if "cpt" in self.stages and self.speed.pack_tokens < self.cpt.block_size and self.speed.packing:
             raise ValueError("speed.pack_tokens must be >= cpt.block_size")
-        if self.method == "qlora" and self.distributed in ("fsdp", "zero3"):
-            raise ValueError("qlora with fsdp/zero3 is not supported here; use distributed=ddp (or auto)")
+        recipe = get_recipe(self.method)
+        if not recipe.supports_sharding and self.distributed in ("fsdp", "zero3"):
+            raise ValueError(f"{self.method} with fsdp/zero3 is not supported here; use distributed=ddp (or auto)")
         if self.train.early_stopping_patience is not None:
             if self.train.eval_steps is None:
                 raise ValueError("train.early_stopping_patience needs train.eval_steps")
@@ -176,7 +178,7 @@ class TrainConfig(_Strict):
     def resolved_distributed(self) -> str:
         if self.distributed != "auto":
             return self.distributed
-        return "fsdp" if self.method == "full" else "ddp"
+        return get_recipe(self.method).default_distributed
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -29,6 +29,7 @@ from training.data import (
     note_blocks,
     tokenize_split,
 )
+from training.recipes import get_recipe
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def _gradient_checkpointing(cfg: TrainConfig, n_params: int) -> bool:
     if gc == "auto":
         # Recomputing activations costs ~30% speed; only worth it where memory would not hold them:
         # full fine-tuning of multi-billion models, or any model above 8B.
-        return (cfg.method == "full" and n_params > 3e9) or n_params > 9e9
+        return (not get_recipe(cfg.method).is_adapter and n_params > 3e9) or n_params > 9e9
     return bool(gc)
 
 
@@ -407,16 +408,8 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     sharded = int(os.environ.get("WORLD_SIZE", "1")) > 1 and cfg.resolved_distributed() != "ddp"
     chunked = cfg.speed.chunked_loss and not use_liger and not sharded
 
-    seed = cfg.train.seed
-    if cfg.speed.packing:
-        capacity = cfg.speed.pack_tokens
-        train_ds = PackedDataset(data["train"], capacity, seed)
-        val_ds = PackedDataset(data["val"], capacity, seed) if data["val"] else None
-        collator = PackedCollator(tokenizer.pad_token_id)
-    else:
-        train_ds, val_ds = ListDataset(data["train"]), (ListDataset(data["val"]) if data["val"] else None)
-        collator = PaddedCollator(tokenizer.pad_token_id)
-
+    # data -> train
+    train_ds, val_ds, collator = _train_datasets(cfg, data, tokenizer)
     args = training_arguments(cfg, stage, out_dir, use_liger, gc, dtype)
     if val_ds is None:
         args.eval_strategy = "no"
@@ -424,8 +417,7 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     cbs = list(callbacks or [])
     if args.load_best_model_at_end:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-    EhrTrainer = _make_trainer_class()
-    trainer = EhrTrainer(
+    trainer = _make_trainer_class()(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -448,55 +440,20 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
     # it (the final evaluation below is not part of that wall time), plus earlier sessions' figures.
     busy = max(trainer.busy_seconds(), 1e-9)
 
-    state = trainer.state
-    final_eval: dict = {}
-    if val_ds is not None:
-        at_end = [e for e in state.log_history if "eval_loss" in e and int(e["step"]) == state.global_step]
-        if args.load_best_model_at_end and state.best_metric is not None:
-            final_eval = {"eval_loss": float(state.best_metric)}  # the model saved below is the best one
-        elif at_end:
-            final_eval = {"eval_loss": float(at_end[-1]["eval_loss"])}  # the periodic eval at the last step
-        else:
-            final_eval = trainer.evaluate()  # logged into log_history: the curve's one final val row
-    curve = loss_curve(state.log_history)
-
-    real_tokens = trainer.n_real_tokens
-    if trainer.accelerator.num_processes > 1:
-        t = torch.tensor([real_tokens], device=trainer.accelerator.device)
-        real_tokens = int(trainer.accelerator.reduce(t, reduction="sum").item())
-
-    final_dir = out_dir / "final"
-    save_final(trainer, final_dir)
-    merged_dir = None
-    is_adapter = cfg.method in ("lora", "qlora")
-    need_merge = is_adapter and (cfg.output.merge or (stage == "cpt" and "sft" in cfg.stages))
-    if need_merge and trainer.is_world_process_zero():
-        merged_dir = out_dir / "merged"
-        merge_adapter(final_dir, merged_dir, cfg, base_path)
-    trainer.accelerator.wait_for_everyone()
-    if need_merge:
-        merged_dir = out_dir / "merged"
-
-    if torch.cuda.is_available():
-        peak_gb = torch.cuda.max_memory_allocated() / 2**30
-        peak_kind = "cuda_max_allocated"
-    else:
-        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        peak_kind = "cpu_max_rss"
-    evals = [r["loss"] for r in curve if r["split"] == "val"]
-    trains = [r["loss"] for r in curve if r["split"] == "train"]
+    # measure
+    final_eval = _final_eval(trainer, args, val_ds)
+    curve = loss_curve(trainer.state.log_history)
+    real_tokens = _real_tokens_all_processes(trainer)
+    # save (and merge)
+    final_dir, merged_dir = _save_outputs(trainer, cfg, stage, out_dir, base_path)
+    peak_gb, peak_kind = _peak_memory()
+    # record
     summary = {
         "stage": stage,
         "base_model_path": str(base_path),
-        "n_train_examples": len(data["train"]),
-        "n_val_examples": len(data["val"]),
-        "n_dropped": data["n_dropped"],
-        "n_train_tokens": data["n_train_tokens"],
-        "n_train_label_tokens": data["n_train_label_tokens"],
+        **_data_figures(data, train_ds, cfg),
         "n_params": int(n_params),
         "n_trainable_params": int(n_trainable),
-        "packing": cfg.speed.packing,
-        "n_packs": len(train_ds) if cfg.speed.packing else None,
         "gradient_checkpointing": gc,
         "chunked_loss": chunked,
         "liger": use_liger,
@@ -506,12 +463,7 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
         "steps": int(trainer.state.global_step),
         "epochs": float(trainer.state.epoch or 0.0),
         "resumed_from": ckpt,
-        "first_train_loss": trains[0] if trains else None,
-        "final_train_loss": trains[-1] if trains else None,
-        "mean_train_loss": mean_logged_loss(curve),
-        "first_eval_loss": evals[0] if evals else None,
-        "final_eval_loss": final_eval.get("eval_loss"),
-        "best_eval_loss": min(evals) if evals else final_eval.get("eval_loss"),
+        **_loss_figures(curve, final_eval),
         "real_tokens_trained": real_tokens,
         "tokens_per_s": real_tokens / busy,
         "peak_memory_gb": peak_gb,
@@ -526,6 +478,85 @@ def run_stage(cfg: TrainConfig, stage: str, base_path: str, run_dir: Path, callb
 
         atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
+
+
+def _data_figures(data: dict, train_ds, cfg: TrainConfig) -> dict:
+    return {
+        "n_train_examples": len(data["train"]),
+        "n_val_examples": len(data["val"]),
+        "n_dropped": data["n_dropped"],
+        "n_train_tokens": data["n_train_tokens"],
+        "n_train_label_tokens": data["n_train_label_tokens"],
+        "packing": cfg.speed.packing,
+        "n_packs": len(train_ds) if cfg.speed.packing else None,
+    }
+
+
+def _loss_figures(curve: list[dict], final_eval: dict) -> dict:
+    """First / final / mean train loss and first / final / best validation loss over the whole run's curve."""
+    evals = [r["loss"] for r in curve if r["split"] == "val"]
+    trains = [r["loss"] for r in curve if r["split"] == "train"]
+    return {
+        "first_train_loss": trains[0] if trains else None,
+        "final_train_loss": trains[-1] if trains else None,
+        "mean_train_loss": mean_logged_loss(curve),
+        "first_eval_loss": evals[0] if evals else None,
+        "final_eval_loss": final_eval.get("eval_loss"),
+        "best_eval_loss": min(evals) if evals else final_eval.get("eval_loss"),
+    }
+
+
+def _train_datasets(cfg: TrainConfig, data: dict, tokenizer):
+    """(train, val or None, collator): packed rows with per-document positions, or padded batches."""
+    seed = cfg.train.seed
+    if cfg.speed.packing:
+        capacity = cfg.speed.pack_tokens
+        val = PackedDataset(data["val"], capacity, seed) if data["val"] else None
+        return PackedDataset(data["train"], capacity, seed), val, PackedCollator(tokenizer.pad_token_id)
+    val = ListDataset(data["val"]) if data["val"] else None
+    return ListDataset(data["train"]), val, PaddedCollator(tokenizer.pad_token_id)
+
+
+def _final_eval(trainer, args, val_ds) -> dict:
+    """The final validation figure, evaluating again only when no evaluation ran at the last step."""
+    if val_ds is None:
+        return {}
+    state = trainer.state
+    at_end = [e for e in state.log_history if "eval_loss" in e and int(e["step"]) == state.global_step]
+    if args.load_best_model_at_end and state.best_metric is not None:
+        return {"eval_loss": float(state.best_metric)}  # the model saved is the best one
+    if at_end:
+        return {"eval_loss": float(at_end[-1]["eval_loss"])}  # the periodic eval at the last step
+    return trainer.evaluate()  # logged into log_history: the curve's one final val row
+
+
+def _real_tokens_all_processes(trainer) -> int:
+    import torch
+
+    real_tokens = trainer.n_real_tokens
+    if trainer.accelerator.num_processes > 1:
+        t = torch.tensor([real_tokens], device=trainer.accelerator.device)
+        real_tokens = int(trainer.accelerator.reduce(t, reduction="sum").item())
+    return real_tokens
+
+
+def _save_outputs(trainer, cfg: TrainConfig, stage: str, out_dir: Path, base_path: str) -> tuple[Path, Path | None]:
+    """`final/` (adapter or model + tokenizer), and `merged/` for an adapter when asked or a later stage needs it."""
+    final_dir = out_dir / "final"
+    save_final(trainer, final_dir)
+    need_merge = get_recipe(cfg.method).is_adapter and (cfg.output.merge or (stage == "cpt" and "sft" in cfg.stages))
+    if need_merge and trainer.is_world_process_zero():
+        merge_adapter(final_dir, out_dir / "merged", cfg, base_path)
+    trainer.accelerator.wait_for_everyone()
+    return final_dir, (out_dir / "merged" if need_merge else None)
+
+
+def _peak_memory() -> tuple[float, str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "cpu_max_rss"
 
 
 def merge_adapter(adapter_dir: Path, out_dir: Path, cfg: TrainConfig, base_path: str) -> Path:

@@ -121,8 +121,7 @@ class NoteGeneration(Task):
                         "detail": None} for k, v in agg.items()]
             report += [{"dataset": ctx.cfg.dataset, "scope": "privacy_per_note", "metric": f"generated_{p['generated_index']}",
                         "value": float(p["max_rouge5_recall"]), "detail": dumps(p)} for p in priv]
-        ctx.extra_tables[NOTE_REPORT_TABLE] = pd.DataFrame(
-            report, columns=["dataset", "scope", "metric", "value", "detail"])
+        ctx.extra_tables[NOTE_REPORT_TABLE] = report
         st = ctx.stats.setdefault(self.name, {})
         st["generated_notes"] = len(generated)
         st["generator"] = generator_model(ctx)

@@ -15,8 +15,9 @@ marts.fct_events using only the row's lineage.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from pydantic import Field
@@ -65,6 +66,51 @@ def _label(t: str, label: str) -> str:
     return f"{label} ({'vital sign' if t == 'chart' else t.replace('_', ' ')})"
 
 
+@dataclass
+class _Scope:
+    """What every template family needs for one rendered context."""
+
+    ctx: Any
+    cfg: "TemplateQAConfig"
+    adm: dict
+    rendered: Any
+    is_full: bool
+    want: set[str]
+    vals: list[dict]                       # shown events of the value event types, with their label
+    windows: list[tuple]                   # (window_id, start, end, phrase) whose every event is shown
+    by_item: dict[tuple, list[dict]]       # (event_type, label) -> shown value events
+    make: Callable[..., dict]              # (template, key, question, answer, answer_type, lineage extra) -> row
+    ordered: Callable[[list, str], list]   # a seeded order of keys for a salt
+
+    @classmethod
+    def of(cls, task: "TemplateQA", ctx, cfg, adm, rendered, ctx_id: str, is_full: bool) -> "_Scope":
+        seed = ctx.seed
+        base_lineage = {"source_marts": task.source_marts, "hadm_id": int(adm["hadm_id"]),
+                        "context": rendered.lineage()}
+        data = ctx.admission_fingerprint(int(adm["hadm_id"]))
+
+        def make(template: str, key: tuple, question: str, answer: str, answer_type: str, extra: dict) -> dict:
+            iid = instruction_id(ctx.cfg.dataset, task.name, task.version, template, ctx_id, *key)
+            lineage = dict(base_lineage, template_id=template, **extra)
+            return {"instruction_id": iid, "task": task.name, "task_version": task.version,
+                    "subject_id": int(adm["subject_id"]), "hadm_id": int(adm["hadm_id"]),
+                    "context": rendered.text, "instruction": question, "answer": answer, "answer_type": answer_type,
+                    "lineage": json.dumps(lineage, sort_keys=True), "template_id": template, "prompt_hash": None,
+                    "generator_model": None, "seed": seed, "_data": data}
+
+        def ordered(keys, salt):
+            return sorted(keys, key=lambda k: stable_hash(seed, ctx_id, salt, k))
+
+        vals = [dict(r, _label=str(r["item_label"])) for r in rendered.shown if r["event_type"] in cfg.value_event_types]
+        admit = pd.Timestamp(adm["admittime"]).floor("min")
+        windows = [w for w in _windows(cfg, admit, rendered.window_start, rendered.window_end)
+                   if rendered.covers(w[1], w[2])]
+        by_item: dict[tuple, list[dict]] = {}
+        for r in vals:  # plain dicts: pandas per-item filtering dominated the run time
+            by_item.setdefault((r["event_type"], r["_label"]), []).append(r)
+        return cls(ctx, cfg, adm, rendered, is_full, set(cfg.templates), vals, windows, by_item, make, ordered)
+
+
 @register_task("template_qa", version="1.0", source_marts=["marts.fct_events", "marts.dim_admissions"],
                config=TemplateQAConfig)
 class TemplateQA(Task):
@@ -106,30 +152,17 @@ class TemplateQA(Task):
         return take_quota(rows, cfg.quota, ctx.seed, group_key="template_id")
 
     # ------------------------------------------------------------------------------------------- candidates
+    # One method per template family; each returns its candidate rows for one rendered context (`_Scope`).
     def _candidates(self, ctx, cfg, adm, rendered, ctx_id: str, is_full: bool):
-        shown = rendered.shown
-        seed = ctx.seed
-        base_lineage = {"source_marts": self.source_marts, "hadm_id": int(adm["hadm_id"]),
-                        "context": rendered.lineage()}
-        data = ctx.admission_fingerprint(int(adm["hadm_id"]))
+        s = _Scope.of(self, ctx, cfg, adm, rendered, ctx_id, is_full)
+        return [row for family in (self._at_time, self._window_aggregates, self._occurred, self._first_last_time,
+                                   self._length_of_stay)
+                for row in family(s)]
 
-        def make(template: str, key: tuple, question: str, answer: str, answer_type: str, extra: dict) -> dict:
-            iid = instruction_id(ctx.cfg.dataset, self.name, self.version, template, ctx_id, *key)
-            lineage = dict(base_lineage, template_id=template, **extra)
-            return {"instruction_id": iid, "task": self.name, "task_version": self.version,
-                    "subject_id": int(adm["subject_id"]), "hadm_id": int(adm["hadm_id"]),
-                    "context": rendered.text, "instruction": question, "answer": answer, "answer_type": answer_type,
-                    "lineage": json.dumps(lineage, sort_keys=True), "template_id": template, "prompt_hash": None,
-                    "generator_model": None, "seed": seed, "_data": data}
-
-        def ordered(keys, salt):
-            return sorted(keys, key=lambda k: stable_hash(seed, ctx_id, salt, k))
-
+    def _at_time(self, s: "_Scope") -> list[dict]:
+        """value_at_time / abnormal_at_time: the (label, minute) must be unique so the question has one answer."""
+        cfg, want, vals = s.cfg, s.want, s.vals
         out: list[dict] = []
-        want = set(cfg.templates)
-        vals = [dict(r, _label=str(r["item_label"])) for r in shown if r["event_type"] in cfg.value_event_types]
-
-        # value / abnormal at a time: the (label, minute) must be unique so the question has one answer
         if want & {"value_at_time", "abnormal_at_time"} and vals:
             n_at: dict[tuple, int] = {}
             for r in vals:
@@ -138,7 +171,7 @@ class TemplateQA(Task):
             recs = {r["event_id"]: r for r in vals if n_at[(r["event_type"], r["_label"], r["_minute"])] == 1}
             if "value_at_time" in want:
                 n = 0
-                for eid in ordered(list(recs), "value"):
+                for eid in s.ordered(list(recs), "value"):
                     r = recs[eid]
                     v = display_value(r)
                     if not v:
@@ -147,7 +180,7 @@ class TemplateQA(Task):
                     q = (f"What was the value of {_label(r['event_type'], r['_label'])} at {fmt_time(r['_minute'])}?"
                          + (f" Give it in {unit}." if unit else ""))
                     is_num = pd.notna(r["value_num"]) and _is_float(v)
-                    out.append(make("value_at_time", (eid,), q, v, "number" if is_num else "text",
+                    out.append(s.make("value_at_time", (eid,), q, v, "number" if is_num else "text",
                                     {"event_ids": [eid], "event_type": r["event_type"], "item_label": r["_label"],
                                      "time": fmt_time(r["_minute"])}))
                     n += 1
@@ -155,27 +188,27 @@ class TemplateQA(Task):
                         break
             if "abnormal_at_time" in want:
                 n = 0
-                for eid in ordered([e for e, r in recs.items() if pd.notna(r["is_abnormal"])], "abn"):
+                for eid in s.ordered([e for e, r in recs.items() if pd.notna(r["is_abnormal"])], "abn"):
                     r = recs[eid]
                     q = (f"Was the {_label(r['event_type'], r['_label'])} result at {fmt_time(r['_minute'])} flagged "
                          f"abnormal? Answer yes or no.")
-                    out.append(make("abnormal_at_time", (eid,), q, "yes" if bool(r["is_abnormal"]) else "no", "yes_no",
+                    out.append(s.make("abnormal_at_time", (eid,), q, "yes" if bool(r["is_abnormal"]) else "no", "yes_no",
                                     {"event_ids": [eid], "event_type": r["event_type"], "item_label": r["_label"],
                                      "time": fmt_time(r["_minute"])}))
                     n += 1
                     if n >= cfg.per_context:
                         break
 
-        # window aggregates: only windows whose every event is shown
-        admit = pd.Timestamp(adm["admittime"]).floor("min")
-        windows = [w for w in _windows(cfg, admit, rendered.window_start, rendered.window_end)
-                   if rendered.covers(w[1], w[2])]
-        by_item: dict[tuple, list[dict]] = {}
-        for r in vals:  # plain dicts: pandas per-item filtering dominated the run time
-            by_item.setdefault((r["event_type"], r["_label"]), []).append(r)
+        return out
+
+    def _window_aggregates(self, s: "_Scope") -> list[dict]:
+        """first/last value, count, min/max/mean of an item in a window whose every event is shown."""
+        cfg, want = s.cfg, s.want
+        out: list[dict] = []
+        windows, by_item = s.windows, s.by_item
         counts = {t: 0 for t in WINDOW_TEMPLATES}
-        for wid, ws, we, phrase in ordered(windows, "windows"):
-            for key in ordered(list(by_item), f"items:{wid}"):
+        for wid, ws, we, phrase in s.ordered(windows, "windows"):
+            for key in s.ordered(list(by_item), f"items:{wid}"):
                 g = [r for r in by_item[key] if ws <= r["event_time"] < we]
                 if not g:
                     continue
@@ -198,12 +231,12 @@ class TemplateQA(Task):
                     v = values.pop()
                     word = "first" if tpl == "first_value" else "last"
                     q = f"What was the {word} recorded value of {name} {phrase}?" + (f" Give it in {unit}." if unit else "")
-                    out.append(make(tpl, (wid, et, label), q, v,
+                    out.append(s.make(tpl, (wid, et, label), q, v,
                                     "number" if numeric and _is_float(v) else "text", extra))
                     counts[tpl] += 1
                 if "count" in want and counts["count"] < cfg.per_context:
                     q = f"How many {name} measurements were recorded {phrase}?"
-                    out.append(make("count", (wid, et, label), q, str(len(g)), "number", extra))
+                    out.append(s.make("count", (wid, et, label), q, str(len(g)), "number", extra))
                     counts["count"] += 1
                 # range guard: a value flagged is_implausible (fct_events, seed physiological_ranges) is an entry
                 # error; it stays in the context as recorded but never becomes a lowest / highest / mean answer
@@ -220,40 +253,52 @@ class TemplateQA(Task):
                         word = {"min": "lowest", "max": "highest", "mean": "mean"}[tpl]
                         rnd = " Round to 2 decimals." if tpl == "mean" else ""
                         q = f"What was the {word} value of {name}{in_unit} {phrase}?{rnd}"
-                        out.append(make(tpl, (wid, et, label), q, ans, "number", extra))
+                        out.append(s.make(tpl, (wid, et, label), q, ans, "number", extra))
                         counts[tpl] += 1
             if all(counts[t] >= cfg.per_context for t in WINDOW_TEMPLATES if t in want and t != "occurred"):
                 break
 
-        # occurred: yes from items shown in the window, no from items of the same type elsewhere in the stay
+        return out
+
+    def _occurred(self, s: "_Scope") -> list[dict]:
+        """occurred: yes from items shown in a window, no from items of the same type elsewhere in the stay."""
+        ctx, cfg, adm, want = s.ctx, s.cfg, s.adm, s.want
+        out: list[dict] = []
+        windows = s.windows
         if "occurred" in want and windows:
             occ_all = ctx.events(adm["hadm_id"])
             occ_all = occ_all[occ_all["event_type"].isin(cfg.occurrence_event_types)
                               & occ_all["event_type"].isin(ctx.cfg.render.event_types)]
             n = 0
-            for wid, ws, we, phrase in ordered(windows, "occ-windows"):
+            for wid, ws, we, phrase in s.ordered(windows, "occ-windows"):
                 if n >= cfg.per_context:
                     break
                 inside = occ_all[(occ_all["event_time"] >= ws) & (occ_all["event_time"] < we)]
                 present = set(zip(inside["event_type"], inside["item_label"].astype(str)))
                 elsewhere = set(zip(occ_all["event_type"], occ_all["item_label"].astype(str))) - present
                 for answer, pool in (("yes", present), ("no", elsewhere)):
-                    for et, label in ordered(sorted(pool), f"occ:{wid}:{answer}")[:1]:
+                    for et, label in s.ordered(sorted(pool), f"occ:{wid}:{answer}")[:1]:
                         ids = sorted(inside[(inside["event_type"] == et) & (inside["item_label"] == label)]["event_id"])
                         q = f"Was {_label(et, label)} recorded {phrase}? Answer yes or no."
-                        out.append(make("occurred", (wid, et, label), q, answer, "yes_no",
+                        out.append(s.make("occurred", (wid, et, label), q, answer, "yes_no",
                                         {"event_ids": ids, "event_type": et, "item_label": label, "window_id": wid,
                                          "window": [fmt_time(ws), fmt_time(we)]}))
                         n += 1
 
-        # first / last time of an item within the part of the record shown
+        return out
+
+    def _first_last_time(self, s: "_Scope") -> list[dict]:
+        """first_time / last_time of an item within the part of the record shown."""
+        cfg, rendered, want, vals = s.cfg, s.rendered, s.want, s.vals
+        out: list[dict] = []
+        by_item = s.by_item
         if want & {"first_time", "last_time"} and vals:
             vs = (rendered.visible_after + pd.Timedelta(minutes=1)) if rendered.truncated else rendered.window_start
             ve = rendered.window_end
             for tpl in ("first_time", "last_time"):
                 if tpl not in want:
                     continue
-                for key in ordered(list(by_item), tpl)[: cfg.per_context]:
+                for key in s.ordered(list(by_item), tpl)[: cfg.per_context]:
                     g = by_item[key]
                     et, label = key
                     minutes = [r["_minute"] for r in g]
@@ -262,19 +307,25 @@ class TemplateQA(Task):
                     q = (f"When was {_label(et, label)} {word} recorded between {fmt_time(vs)} and {fmt_time(ve)}? "
                          f"Answer with the time as YYYY-MM-DD HH:MM.")
                     ids = sorted(r["event_id"] for r in g if r["_minute"] == edge)
-                    out.append(make(tpl, (et, label), q, fmt_time(edge), "text",
+                    out.append(s.make(tpl, (et, label), q, fmt_time(edge), "text",
                                     {"event_ids": ids, "event_type": et, "item_label": label,
                                      "window": [fmt_time(vs), fmt_time(ve)]}))
 
-        # length of stay: only when the whole stay, discharge included, is in the context
-        if "los" in want and is_full and rendered.covers(pd.Timestamp(adm["dischtime"]).floor("min"),
+        return out
+
+    def _length_of_stay(self, s: "_Scope") -> list[dict]:
+        """los: only when the whole stay, discharge included, is in the context."""
+        adm, rendered, want = s.adm, s.rendered, s.want
+        out: list[dict] = []
+        shown = rendered.shown
+        if "los" in want and s.is_full and rendered.covers(pd.Timestamp(adm["dischtime"]).floor("min"),
                                                           rendered.window_end):
             disch_ids = sorted(r["event_id"] for r in shown if r["event_type"] == "discharge")
             if disch_ids:
                 seconds = int((pd.Timestamp(adm["dischtime"]) - pd.Timestamp(adm["admittime"])).total_seconds())
                 q = "How many days did this hospital stay last, from admission to discharge? Round to 1 decimal."
                 # tenths of a day rounded half up, in integers: the same in Python and in SQL
-                out.append(make("los", (), q, fmt_num(((seconds * 10 + 43200) // 86400) / 10), "number",
+                out.append(s.make("los", (), q, fmt_num(((seconds * 10 + 43200) // 86400) / 10), "number",
                                 {"event_ids": disch_ids, "admittime": str(adm["admittime"]),
                                  "dischtime": str(adm["dischtime"])}))
         return out

@@ -92,3 +92,25 @@ def test_cli_validate_only(capsys):
     assert main(["--config", "training/configs/demo/tiny_lora.yaml", "--validate-only", "lora.r=4"]) == 0
     assert "valid" in capsys.readouterr().out
     assert main(["--config", "training/configs/demo/tiny_lora.yaml", "--validate-only", "lora.r=zero"]) == 2
+
+
+def test_training_methods_come_from_the_recipe_registry():
+    """A new method is one registered recipe: the config accepts it and the trainer reads what it is from there."""
+    from training.recipes import RECIPES, all_recipes, register_recipe
+
+    assert {"lora", "qlora", "full"} <= set(all_recipes())
+    assert all_recipes()["qlora"].is_adapter and not all_recipes()["full"].is_adapter
+    with pytest.raises(ConfigError, match="registered: full, lora, qlora"):
+        load_train_config(None, ["method=dora"])
+
+    @register_recipe("frozen_head_for_test", is_adapter=False, default_distributed="zero3", supports_sharding=False)
+    def prepare(model_path, cfg, dtype):  # pragma: no cover - never trained here
+        raise AssertionError
+
+    try:
+        cfg = load_train_config(None, ["method=frozen_head_for_test"])
+        assert cfg.resolved_distributed() == "zero3"
+        with pytest.raises(ConfigError, match="not supported"):
+            load_train_config(None, ["method=frozen_head_for_test", "distributed=fsdp"])
+    finally:
+        RECIPES.pop("frozen_head_for_test")

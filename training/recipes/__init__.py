@@ -1,14 +1,62 @@
-"""One module per method; each exposes `prepare(model_path, cfg, dtype) -> model` ready for Trainer."""
+"""Training methods: one recipe module per method, registered once with what it is.
+
+    @register_recipe("lora", is_adapter=True, default_distributed="ddp",
+                     description="frozen base, low-rank adapters on the target modules")
+    def prepare(model_path: str, cfg, dtype): ...      # -> a model ready for the Trainer
+
+A new method is one file here plus a config `training/configs/<family>/<size>_<method>.yaml`; the config's
+`method` is checked against this registry, and what the trainer does with the result (save an adapter or a
+full model, merge, default multi-process strategy, gradient checkpointing) follows the recipe's fields.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    prepare: Callable
+    is_adapter: bool                                   # saves an adapter on a frozen base (mergeable), else a full model
+    default_distributed: Literal["ddp", "fsdp", "zero3"]
+    supports_sharding: bool = True                     # False: fsdp / zero3 refused at config time
+    description: str = ""
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(name: str, *, is_adapter: bool, default_distributed: Literal["ddp", "fsdp", "zero3"],
+                    supports_sharding: bool = True, description: str = ""):
+    def wrap(prepare):
+        if name in RECIPES and RECIPES[name].prepare is not prepare:
+            raise ValueError(f"training recipe {name!r} registered twice")
+        RECIPES[name] = Recipe(name, prepare, is_adapter, default_distributed, supports_sharding, description)
+        return prepare
+
+    return wrap
+
+
+def all_recipes() -> dict[str, Recipe]:
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+    return dict(RECIPES)
+
+
+def get_recipe(method: str) -> Recipe:
+    recipes = all_recipes()
+    if method not in recipes:
+        raise ValueError(f"unknown training method {method!r}; registered: {', '.join(sorted(recipes))}")
+    return recipes[method]
 
 
 def load_for_training(method: str, model_path: str, cfg, dtype):
-    if method not in ("lora", "qlora", "full"):
-        raise ValueError(f"unknown method {method!r}")
-    return importlib.import_module(f"training.recipes.{method}").prepare(model_path, cfg, dtype)
+    return get_recipe(method).prepare(model_path, cfg, dtype)
 
 
 def load_base(model_path: str, cfg, dtype, **kw):

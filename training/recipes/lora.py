@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.recipes import load_base
+from training.recipes import load_base, register_recipe
 
 
 def lora_config(cfg):
@@ -19,6 +19,8 @@ def lora_config(cfg):
     )
 
 
+@register_recipe("lora", is_adapter=True, default_distributed="ddp",
+                 description="frozen base, low-rank adapters on the target modules")
 def prepare(model_path: str, cfg, dtype):
     from peft import get_peft_model
 

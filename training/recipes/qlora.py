@@ -9,7 +9,7 @@ import importlib.metadata
 import importlib.util
 
 from ehrforge.errors import ConfigError
-from training.recipes import load_base
+from training.recipes import load_base, register_recipe
 from training.recipes.lora import lora_config
 
 CPU_MIN_VERSION = (0, 48)
@@ -70,6 +70,8 @@ def keep_trainable_layout(model) -> int:
     return len(layers)
 
 
+@register_recipe("qlora", is_adapter=True, default_distributed="ddp", supports_sharding=False,
+                 description="4-bit (or 8-bit) quantized frozen base, LoRA adapters")
 def prepare(model_path: str, cfg, dtype):
     import torch
 

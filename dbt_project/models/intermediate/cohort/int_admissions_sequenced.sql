@@ -9,7 +9,8 @@
 -- As in the CMS 30-day readmission measures (Hospital-Wide All-Cause Unplanned Readmission methodology, Yale
 -- CORE for CMS), a transfer chain is one episode and only its last admission is an index admission: an
 -- admission followed by a continuation gets no readmission label (NULL), and the continuation is judged on
--- its own discharge. Readmission is also NULL after an in-hospital death. The gap of a few hours is this
+-- its own discharge. Readmission is also NULL after an in-hospital death, and for an admission whose dischtime
+-- precedes its admittime (impossible times: no time-based label, see dim_admissions.is_dischtime_before_admittime). The gap of a few hours is this
 -- project's choice for one hospital's data (CMS links transfers between hospitals by same or next day).
 {% set gap_h = var('readmission_continuation_hours') %}
 with admissions as (
@@ -43,7 +44,7 @@ select
     is_in_hospital_death,
     is_followed_by_continuation,
     case
-        when is_in_hospital_death or is_followed_by_continuation then null
+        when is_in_hospital_death or is_followed_by_continuation or dischtime < admittime then null
         else coalesce(next_admittime <= dischtime + to_days({{ var('readmission_days') }}), false)
     end as is_readmitted_30d
 from flagged

@@ -46,8 +46,7 @@ joined as (
         s.next_admittime,
         s.days_to_next_admission,
         s.is_followed_by_continuation,
-        -- impossible times (dischtime < admittime) leave readmission undefined, as fct_outcomes does
-        case when s.dischtime < s.admittime then null else s.is_readmitted_30d end as is_readmitted_30d,
+        s.is_readmitted_30d,
         coalesce(n.n_discharge_notes, 0) as n_discharge_notes
     from sequenced s
     join patients p using (subject_id)
