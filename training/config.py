@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ehrforge.config import config_hash, load_config
 
-TINY_PREFIX = "tiny://"
+from ehrforge.models import TINY_PREFIX
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful clinical assistant. Answer the question using only the patient record given. "
     "Answer briefly and exactly."
@@ -37,7 +37,8 @@ class TinyModelSpec(_Strict):
 
 
 class ModelConfig(_Strict):
-    base: str = Field(TINY_PREFIX, description="hub id, local path, or tiny:// (built from warehouse text)")
+    base: str = Field(TINY_PREFIX, description="hub id, local path, tiny:// (built from warehouse text) or "
+                      "smollm2-135m-instruct (offline, see ehrforge.models)")
     chat_template: Literal["chatml", "llama3"] | None = Field(
         None, description="named template for base models without one; None uses the tokenizer's own"
     )
