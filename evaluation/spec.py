@@ -45,12 +45,13 @@ class ModelSpec(BaseModel):
     kind adapter:  path = base, adapter_path = LoRA dir (or training_run_id: the run's adapter on its base)
     kind merged:   path = full model dir (or training_run_id: the run's merged / full fine-tuned model)
     kind endpoint: path = served model name, base_url = OpenAI-compatible URL (PHI guard applies)
+    kind baseline: no model: the most common train answer per (task, template) (evaluation.baseline)
     training_run_id: a run_id of training.runs, or `latest` (optionally narrowed by training_run_name).
     """
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    kind: Literal["base", "adapter", "merged", "endpoint"]
+    kind: Literal["base", "adapter", "merged", "endpoint", "baseline"]
     path: str | None = None
     adapter_path: str | None = None
     training_run_id: str | None = None
@@ -60,6 +61,11 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":
+        if self.kind == "baseline":
+            if self.path or self.adapter_path or self.training_run_id or self.base_url:
+                raise ValueError(f"model {self.name}: kind baseline reads the training split's answers; it takes no "
+                                 "path, adapter_path, training_run_id or base_url")
+            return self
         if self.kind == "endpoint":
             if not (self.path and self.base_url):
                 raise ValueError(f"model {self.name}: kind endpoint needs path (the served model name) and base_url")

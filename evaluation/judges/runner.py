@@ -119,3 +119,22 @@ def judge_items(items: list[JudgeItem], rubric: Rubric, jury: list[tuple[str, ob
     per_judge = {name: judge_once(items, rubric, name, cfg, both_orders, max_retries, max_new_tokens,
                                   run_batch_kwargs) for name, cfg in jury}
     return {it.id: combine(it.id, per_judge, rubric) for it in items}
+
+
+def judge_reliability(details: list[dict]) -> dict:
+    """How usable a jury's verdicts were, from the per-item `details` of `combine`: judgements asked, parsed
+    (after retries), and, over items judged in both orders, how often the preference survived the swap."""
+    n_asked = n_parsed = n_pairs = n_consistent = 0
+    for d in details:
+        for judge in (d or {}).get("judges", {}).values():
+            for order in ("ref_first", "cand_first"):
+                if order in judge:
+                    n_asked += 1
+                    n_parsed += "parsed" in judge[order]
+            if "position_consistent" in judge:
+                n_pairs += 1
+                n_consistent += bool(judge["position_consistent"])
+    return {"n_judgements": n_asked, "n_parsed": n_parsed,
+            "parse_rate": n_parsed / n_asked if n_asked else None,
+            "n_both_orders_parsed": n_pairs, "n_position_consistent": n_consistent,
+            "position_consistency": n_consistent / n_pairs if n_pairs else None}
