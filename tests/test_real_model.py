@@ -105,7 +105,7 @@ def test_real_outputs_pass_through_the_synthesis_filters(demo_warehouse, tmp_pat
     con = duckdb.connect(str(path))
     try:
         result = synthesize(cfg, con=con)
-        outs = con.execute("select task, status, reason from synthesis.llm_outputs").fetchall()
+        outs = con.execute("select task, status, reject_reason from synthesis.llm_outputs").fetchall()
         rows = con.execute("select task, generator_model from synthesis.instructions "
                            "where task in ('note_qa', 'question_paraphrase')").fetchall()
     finally:
