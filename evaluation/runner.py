@@ -136,7 +136,8 @@ def judge_rows(items: pd.DataFrame, preds: list[str | None], spec: EvalSpec, con
         [JudgeItem(id=r.instruction_id, question=r.instruction, context=r.context or "", candidate=r.x_pred,
                    reference=str(r.answer)) for r in sel.itertuples()],
         get_rubric(spec.judge.rubric), jury, both_orders=spec.judge.both_orders, max_retries=spec.judge.max_retries,
-        max_new_tokens=spec.judge.max_new_tokens, run=run, con=con, progress=progress)
+        max_new_tokens=spec.judge.max_new_tokens, output=spec.judge.output, run=run, con=con,
+        progress=progress)
     rows = []
     for r in sel.itertuples():
         res = judged[r.instruction_id]

@@ -105,6 +105,9 @@ class JudgeSpec(BaseModel):
     max_retries: int = Field(2, ge=0)   # re-ask with the parse error on malformed output
     max_items: int | None = Field(None, ge=1)
     max_new_tokens: int = Field(256, ge=16)
+    # json: per-criterion scores + verdict as a generated JSON object; choice: the verdict (A / B / tie) by choice
+    # scoring, for judges too small to write the object (judge_score then stays empty)
+    output: Literal["json", "choice"] = "json"
 
     @model_validator(mode="after")
     def _jury(self) -> "JudgeSpec":
@@ -163,6 +166,8 @@ class EvalSpec(BaseModel):
         body = self.model_dump(mode="json", include={"generation", "metrics", "metric_params", "bootstrap"})
         body["system_prompt"] = self.data.system_prompt
         body["judge"] = self.judge.model_dump(mode="json", exclude={"jury", "max_items"})
+        if body["judge"].get("output") == "json":  # the default: fingerprints of specs written before it stay valid
+            body["judge"].pop("output")
         body["judge"]["rubric_version"] = get_rubric(self.judge.rubric).version if self.judge.enabled else None
         body["judge"]["jury"] = sorted(m.name for m in self.judge.jury)
         body["generation"].pop("batch_size", None)  # throughput only

@@ -132,12 +132,19 @@ def test_the_judge_parses_real_verdicts(smollm2_dir, tmp_path, monkeypatch):
                   candidate="The last heart rate was 88 bpm.", reference="88 bpm"),
     ]
     cfg = LLMConfig(backend="transformers", model=str(smollm2_dir), max_new_tokens=96, batch_size=4)
-    out = judge_items(items, get_rubric("clinical_answer"), [("smollm2", cfg)], both_orders=True, max_retries=1,
-                      max_new_tokens=96, progress=False)
-    parsed = [v for it in out.values() for order, v in it["details"]["judges"]["smollm2"].items()
-              if isinstance(v, dict) and "parsed" in v]
-    assert parsed, json.dumps(out, default=str)[:2000]
-    assert any(it["judge_score"] is not None for it in out.values())
+    # output: json -- the 135M model does not write the JSON verdict (0 parsed on the demo): recorded, not crashed
+    out = judge_items(items[:1], get_rubric("clinical_answer"), [("smollm2", cfg)], both_orders=True, max_retries=0,
+                      max_new_tokens=48, progress=False)
+    assert all(set(v) >= {"error", "attempts"} or "parsed" in v
+               for v in out["k"]["details"]["judges"]["smollm2"].values() if isinstance(v, dict))
+    # output: choice -- the verdict is scored over A / B / tie, so every real verdict parses, in both orders
+    out = judge_items(items, get_rubric("clinical_answer"), [("smollm2", cfg)], both_orders=True, output="choice",
+                      progress=False)
+    for it in out.values():
+        verdicts = it["details"]["judges"]["smollm2"]
+        assert {verdicts[o]["parsed"]["preferred"] for o in ("ref_first", "cand_first")} <= {"A", "B", "tie"}
+        assert "position_consistent" in verdicts and it["judge_win_rate"] is not None
+        assert abs(sum(verdicts["ref_first"]["parsed"]["probs"].values()) - 1) < 1e-6
 
 
 @pytest.mark.slow
