@@ -111,7 +111,7 @@ def test_note_task_specific_filters():
 
 
 def test_note_outputs_copying_the_worked_example_answer_are_rejected():
-    """SmolLM2-135M copied the few-shot answer (about another note) in 4 of 14 demo outputs."""
+    """SmolLM2-135M copied the few-shot answer (about another note) in 5 of 14 demo note outputs."""
     note = "Pneumonia treated with ceftriaxone. Creatinine rose to 1.9, so lisinopril was held and later restarted."
     shot = {"instruction": "Why was lisinopril held?", "answer": "Because of acute kidney injury (creatinine 1.9)."}
     copied = {"instruction": "Why was the ACE inhibitor held?",
