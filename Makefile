@@ -39,7 +39,7 @@ NUM_GPUS ?= 1
         demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train gpu-kit clean
 
 help: ## list every target
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
