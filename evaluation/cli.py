@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> None:
                 val = "n/a" if r.value is None or r.value != r.value else f"{r.value:.3f}"
                 ci = "" if r.ci_low is None or r.ci_low != r.ci_low else f"  [{r.ci_low:.3f}, {r.ci_high:.3f}]"
                 print(f"  {r.task:28} {r.metric:22} {val:>7}{ci}  (n={r.n_items})")
+        if s.judge:
+            j = s.judge
+            rate = "n/a" if j["parse_rate"] is None else f"{j['parse_rate']:.0%}"
+            cons = "n/a" if j["position_consistency"] is None else f"{j['position_consistency']:.0%}"
+            print(f"  judge: {j['n_parsed']}/{j['n_judgements']} verdicts parsed ({rate}); preference survived the "
+                  f"order swap on {j['n_position_consistent']}/{j['n_both_orders_parsed']} items ({cons})")
     print("\nresults: select * from results.results_leaderboard; see also results.results_finetune_vs_base")
 
 

@@ -54,7 +54,7 @@ def load_items(con, data) -> tuple[pd.DataFrame, str]:
         raise InputDataError(f"{data.table} lacks column(s) {missing}; it must follow the synthesis.instructions "
                              "layout (instruction_id, dataset, task, split, subject_id, context, instruction, "
                              "answer, answer_type, ...)")
-    optional = [c for c in ("task_version", "hadm_id", "run_id", "system_prompt") if c in cols]
+    optional = [c for c in ("task_version", "hadm_id", "run_id", "system_prompt", "template_id") if c in cols]
     select = ", ".join(f"i.{c}" for c in REQUIRED_COLUMNS + optional)
     params: list[Any] = [data.dataset, data.split]
     where = "i.dataset = ? and i.split = ?"

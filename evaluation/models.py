@@ -4,7 +4,7 @@
 
 `training_run_id` looks the model up in `training.runs` (written by `make train`): `output_path` is the adapter
 (LoRA runs) or the full model (full fine-tunes), `merged_path` the merged model, `base_model_path` the base the
-stage trained on. `tiny://` builds the tiny random-init Llama from warehouse text (demo, tests, benchmarks).
+stage trained on. Model names (`tiny://`, `smollm2-135m-instruct`, hub ids, dirs) go through `ehrforge.models`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ehrforge.errors import ConfigError, InputDataError
+from ehrforge.models import TINY_PREFIX, is_offline_model, resolve_model_path
 
 log = logging.getLogger(__name__)
 
-TINY_PREFIX = "tiny://"
 TRAINING_RUNS = "training.runs"
 
 
@@ -51,9 +51,16 @@ def pick_backend(requested: str) -> str:
 
 def tiny_model(con, out_root: Path | None = None) -> str:
     """The tiny demo model built from this warehouse's text (built once, reused by content hash)."""
-    from ehrforge.tiny_model import cached_tiny_model, warehouse_texts
+    from ehrforge.tiny_model import warehouse_texts
 
-    return str(cached_tiny_model(warehouse_texts(con, limit=200), prefix="tiny-eval", root=out_root))
+    return resolve_model_path(TINY_PREFIX, tiny_texts=warehouse_texts(con, limit=200), tiny_prefix="tiny-eval",
+                              root=out_root)
+
+
+def _is_adapter_dir(path: str | None) -> bool:
+    """What a training run saved, read from its output (an adapter has adapter_config.json), not from a list of
+    method names: a new training recipe needs no change here."""
+    return bool(path) and (Path(path) / "adapter_config.json").exists()
 
 
 def training_run(con, run_id: str, name: str | None) -> dict:
@@ -100,6 +107,13 @@ def resolve_model(con, m, generation) -> ResolvedModel:
     """`m` is a spec.ModelSpec, `generation` a spec.GenerationSpec."""
     from ehrforge.llm import LLMConfig
 
+    if m.kind == "baseline":
+        from evaluation.baseline import BASELINE_NAME
+
+        cfg = LLMConfig(backend="transformers", model=BASELINE_NAME)  # never loaded: the baseline calls no model
+        return ResolvedModel(name=m.name, kind=m.kind, model_path=BASELINE_NAME, adapter_path=None,
+                             base_model_path=None, training_run_id=None, base_url=None, backend="none",
+                             llm_config=cfg)
     adapter = m.adapter_path
     path = m.path
     base = None
@@ -111,17 +125,19 @@ def resolve_model(con, m, generation) -> ResolvedModel:
         if m.kind == "base":
             path = run["base_model_path"]
         elif m.kind == "adapter":
-            if run["method"] not in ("lora", "qlora"):
+            if not _is_adapter_dir(run["output_path"]):
                 raise ConfigError(f"model {m.name}: training run {run_id} is a {run['method']} fine-tune, not an "
                                   "adapter; use kind: merged")
             path, adapter = run["base_model_path"], run["output_path"]
         elif m.kind == "merged":
-            path = run["merged_path"] or (run["output_path"] if run["method"] == "full" else None)
+            path = run["merged_path"] or (None if _is_adapter_dir(run["output_path"]) else run["output_path"])
             if not path:
                 raise ConfigError(f"model {m.name}: training run {run_id} has no merged model (train with "
                                   "output.merge: true, or evaluate it as kind: adapter)")
     if path and path.startswith(TINY_PREFIX):
         path = tiny_model(con)
+    elif path and is_offline_model(path) and m.kind != "endpoint":
+        path = resolve_model_path(path)
     if m.kind == "base":
         base = path
     elif m.kind == "adapter" and base is None:

@@ -48,6 +48,7 @@ class ModelSummary:
     wall_s: float
     items_per_s: float
     task_metrics: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    judge: dict | None = None  # judge_reliability(): verdicts parsed, preference kept across the order swap
 
 
 def _now() -> dt.datetime:
@@ -134,7 +135,8 @@ def judge_rows(items: pd.DataFrame, preds: list[str | None], spec: EvalSpec, con
         [JudgeItem(id=r.instruction_id, question=r.instruction, context=r.context or "", candidate=r.x_pred,
                    reference=str(r.answer)) for r in sel.itertuples()],
         get_rubric(spec.judge.rubric), jury, both_orders=spec.judge.both_orders, max_retries=spec.judge.max_retries,
-        max_new_tokens=spec.judge.max_new_tokens, run=run, con=con, progress=progress)
+        max_new_tokens=spec.judge.max_new_tokens, output=spec.judge.output, run=run, con=con,
+        progress=progress)
     rows = []
     for r in sel.itertuples():
         res = judged[r.instruction_id]
@@ -173,12 +175,25 @@ def _evaluate_model(con, spec, model, items, data_version, progress, config, run
     started = _now()
     t0 = time.perf_counter()
     log.info("evaluating %s (%s) on %d items: run %s", model.name, model.kind, len(items), run.run_id)
-    responses, stats = generate(items, spec, model, con, run, progress)
+    if model.kind == "baseline":
+        from ehrforge.llm import RunStats
+        from evaluation.baseline import baseline_responses
+
+        responses, stats = baseline_responses(con, spec.data, items), [RunStats()]
+    else:
+        responses, stats = generate(items, spec, model, con, run, progress)
     choices = spec.generation.choices
     preds = [r.text if r.ok else None for r in responses]
     p_yes = [p_yes_of(r, choices) if r.ok else None for r in responses]
     scores = score_items(items, preds, p_yes, spec)
-    scores += judge_rows(items, preds, spec, con, run, progress)
+    judge = None
+    if model.kind != "baseline":
+        jrows = judge_rows(items, preds, spec, con, run, progress)
+        scores += jrows
+        if jrows:
+            from evaluation.judges.runner import judge_reliability
+
+            judge = judge_reliability([json.loads(r["details"]) for r in jrows if r["metric"] == "judge_score"])
     metrics = task_metric_rows(scores, spec)
     wall = time.perf_counter() - t0
     n_failed = sum(not r.ok for r in responses)
@@ -214,7 +229,7 @@ def _evaluate_model(con, spec, model, items, data_version, progress, config, run
                     "the results marts. Re-run the same spec: finished calls come from the cache.", model.name,
                     n_failed, len(items), next(r.error for r in responses if not r.ok))
     return ModelSummary(model.name, run.run_id, status, len(items), n_calls, n_cached, n_failed, wall,
-                        len(items) / wall if wall else 0.0, pd.DataFrame(metrics))
+                        len(items) / wall if wall else 0.0, pd.DataFrame(metrics), judge)
 
 
 def evaluate(spec: EvalSpec, progress: bool = True, build_results: bool | None = None) -> list[ModelSummary]:

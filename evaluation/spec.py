@@ -43,12 +43,13 @@ class ModelSpec(BaseModel):
     kind adapter:  path = base, adapter_path = LoRA dir (or training_run_id: the run's adapter on its base)
     kind merged:   path = full model dir (or training_run_id: the run's merged / full fine-tuned model)
     kind endpoint: path = served model name, base_url = OpenAI-compatible URL (PHI guard applies)
+    kind baseline: no model: the most common train answer per (task, template) (evaluation.baseline)
     training_run_id: a run_id of training.runs, or `latest` (optionally narrowed by training_run_name).
     """
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    kind: Literal["base", "adapter", "merged", "endpoint"]
+    kind: Literal["base", "adapter", "merged", "endpoint", "baseline"]
     path: str | None = None
     adapter_path: str | None = None
     training_run_id: str | None = None
@@ -58,6 +59,11 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":
+        if self.kind == "baseline":
+            if self.path or self.adapter_path or self.training_run_id or self.base_url:
+                raise ValueError(f"model {self.name}: kind baseline reads the training split's answers; it takes no "
+                                 "path, adapter_path, training_run_id or base_url")
+            return self
         if self.kind == "endpoint":
             if not (self.path and self.base_url):
                 raise ValueError(f"model {self.name}: kind endpoint needs path (the served model name) and base_url")
@@ -97,6 +103,9 @@ class JudgeSpec(BaseModel):
     max_retries: int = Field(2, ge=0)   # re-ask with the parse error on malformed output
     max_items: int | None = Field(None, ge=1)
     max_new_tokens: int = Field(256, ge=16)
+    # json: per-criterion scores + verdict as a generated JSON object; choice: the verdict (A / B / tie) by choice
+    # scoring, for judges too small to write the object (judge_score then stays empty)
+    output: Literal["json", "choice"] = "json"
 
     @model_validator(mode="after")
     def _jury(self) -> "JudgeSpec":
@@ -156,6 +165,8 @@ class EvalSpec(BaseModel):
         body = self.model_dump(mode="json", include={"generation", "metrics", "metric_params", "bootstrap"})
         body["system_prompt"] = self.data.system_prompt
         body["judge"] = self.judge.model_dump(mode="json", exclude={"jury", "max_items"})
+        if body["judge"].get("output") == "json":  # the default: fingerprints of specs written before it stay valid
+            body["judge"].pop("output")
         body["judge"]["rubric_version"] = get_rubric(self.judge.rubric).version if self.judge.enabled else None
         body["judge"]["jury"] = sorted(m.name for m in self.judge.jury)
         body["generation"].pop("batch_size", None)  # throughput only

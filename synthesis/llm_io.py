@@ -102,6 +102,11 @@ def llm_config(ctx):
     if data.get("backend", "transformers") != "openai" and model and not Path(model).is_absolute() \
             and not Path(model).exists() and (REPO_ROOT / model).exists():
         data["model"] = model = str(REPO_ROOT / model)
+    if data.get("backend", "transformers") != "openai" and model:
+        from ehrforge.models import is_offline_model, resolve_model_path
+
+        if is_offline_model(model):  # e.g. smollm2-135m-instruct: converted once from its wheel
+            data["model"] = model = resolve_model_path(model)
     if section.build_tiny_model and data.get("backend", "transformers") != "openai" \
             and not _tiny_model_ready(Path(model)):
         from ehrforge.tiny_model import build_tiny_model, warehouse_texts

@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ehrforge.config import config_hash, load_config
 from ehrforge.instructions import DEFAULT_SYSTEM_PROMPT
+from ehrforge.models import TINY_PREFIX
 from training.recipes import get_recipe
-
-TINY_PREFIX = "tiny://"
 
 
 class _Strict(BaseModel):
@@ -35,7 +34,8 @@ class TinyModelSpec(_Strict):
 
 
 class ModelConfig(_Strict):
-    base: str = Field(TINY_PREFIX, description="hub id, local path, or tiny:// (built from warehouse text)")
+    base: str = Field(TINY_PREFIX, description="hub id, local path, tiny:// (built from warehouse text) or "
+                      "smollm2-135m-instruct (offline, see ehrforge.models)")
     chat_template: Literal["chatml", "llama3"] | None = Field(
         None, description="named template for base models without one; None uses the tokenizer's own"
     )

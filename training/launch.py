@@ -79,7 +79,9 @@ def prepare(cfg: TrainConfig, run_dir: Path) -> dict:
         if cfg.model.is_tiny:
             meta["base_model_path"] = str(tiny_model_path(cfg, texts))
         else:
-            meta["base_model_path"] = cfg.model.base
+            from ehrforge.models import resolve_model_path
+
+            meta["base_model_path"] = resolve_model_path(cfg.model.base)
         (prepared / "config.json").write_text(cfg.model_dump_json(indent=1))
         (prepared / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta

@@ -33,6 +33,18 @@ class Rubric:
                                     shape=self.json_shape())
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
+    def render_choice(self, question: str, context: str, answer_a: str, answer_b: str) -> list[dict]:
+        """The same grading prompt, ending in a one-word verdict (A, B or tie) that is scored, not generated:
+        constrained output for judges too small to write the JSON object (SmolLM2-135M parses 0 of them)."""
+        msgs = self.render(question, context, answer_a, answer_b)
+        user = msgs[1]["content"]
+        head = user.split("Score each response on every criterion")[0]
+        user = (head + "Judge both responses on these criteria:\n" + self.criteria_block()
+                + "\n\nWhich response is better overall? Reply with one word: A, B or tie.")
+        return [{"role": "system", "content": self.system.replace("Reply with a single JSON object and nothing else.",
+                                                                  "Reply with one word.")},
+                {"role": "user", "content": user}]
+
 
 CLINICAL_ANSWER = Rubric(
     name="clinical_answer",

@@ -50,6 +50,34 @@ def _fix_message(error: str, rubric: Rubric) -> dict:
         f"(integers 1-5):\n{rubric.json_shape()}")}
 
 
+CHOICES = ["A", "B", "tie"]
+
+
+def judge_once_choice(items: list[JudgeItem], rubric: Rubric, name: str, config, both_orders: bool,
+                      run_batch_kwargs: dict) -> dict[tuple[str, str], dict]:
+    """output: choice -- the verdict is the likeliest of A / B / tie by choice scoring, so it always parses; there are
+    no per-criterion scores (judge_score stays empty, judge_win_rate is filled)."""
+    from ehrforge.llm import Request, score_choices
+
+    keys = [(it.id, o) for it in items for o in _orders(it.id, both_orders)]
+    by_id = {it.id: it for it in items}
+    reqs = []
+    for iid, order in keys:
+        it = by_id[iid]
+        a, b = (it.reference, it.candidate) if order == "ref_first" else (it.candidate, it.reference)
+        reqs.append(Request(id=f"judge:{name}:{iid}:{order}:choice",
+                            messages=rubric.render_choice(it.question, it.context, a, b)))
+    out: dict[tuple[str, str], dict] = {}
+    for key, resp in zip(keys, score_choices(reqs, CHOICES, config, **run_batch_kwargs)):
+        if resp.error or not resp.choice_probs:
+            out[key] = {"error": f"call failed: {resp.error}", "attempts": 1, "raw": None}
+            continue
+        probs = resp.choice_probs
+        out[key] = {"parsed": {"preferred": max(CHOICES, key=lambda c: probs.get(c, 0.0)), "probs": probs},
+                    "attempts": 1, "raw": resp.text}
+    return out
+
+
 def judge_once(items: list[JudgeItem], rubric: Rubric, name: str, config, both_orders: bool, max_retries: int,
                max_new_tokens: int, run_batch_kwargs: dict) -> dict[tuple[str, str], dict]:
     """One judge over all items and orders -> {(item_id, order): {"parsed"|"error", "attempts", "raw"}}."""
@@ -99,8 +127,9 @@ def combine(item_id: str, per_judge: dict[str, dict[tuple[str, str], dict]], rub
                 continue
             p = r["parsed"]
             cand = "B" if order == "ref_first" else "A"
-            crit = p[cand]
-            scores.append(sum((v - 1) / 4 for v in crit.values()) / len(crit))
+            crit = p.get(cand)
+            if crit:  # output: choice has a verdict only
+                scores.append(sum((v - 1) / 4 for v in crit.values()) / len(crit))
             pref = "tie" if p["preferred"] == "tie" else ("candidate" if p["preferred"] == cand else "reference")
             wins.append({"candidate": 1.0, "tie": 0.5, "reference": 0.0}[pref])
             prefs[order] = pref
@@ -114,8 +143,33 @@ def combine(item_id: str, per_judge: dict[str, dict[tuple[str, str], dict]], rub
 
 
 def judge_items(items: list[JudgeItem], rubric: Rubric, jury: list[tuple[str, object]], both_orders: bool = True,
-                max_retries: int = 2, max_new_tokens: int = 256, **run_batch_kwargs) -> dict[str, dict]:
-    """-> {item_id: {"judge_score", "judge_win_rate", "details"}} over a jury of (name, LLMConfig)."""
-    per_judge = {name: judge_once(items, rubric, name, cfg, both_orders, max_retries, max_new_tokens,
-                                  run_batch_kwargs) for name, cfg in jury}
+                max_retries: int = 2, max_new_tokens: int = 256, output: str = "json",
+                **run_batch_kwargs) -> dict[str, dict]:
+    """-> {item_id: {"judge_score", "judge_win_rate", "details"}} over a jury of (name, LLMConfig).
+    output: json (per-criterion scores + verdict, generated and parsed) or choice (verdict by choice scoring)."""
+    if output == "choice":
+        per_judge = {name: judge_once_choice(items, rubric, name, cfg, both_orders, run_batch_kwargs)
+                     for name, cfg in jury}
+    else:
+        per_judge = {name: judge_once(items, rubric, name, cfg, both_orders, max_retries, max_new_tokens,
+                                      run_batch_kwargs) for name, cfg in jury}
     return {it.id: combine(it.id, per_judge, rubric) for it in items}
+
+
+def judge_reliability(details: list[dict]) -> dict:
+    """How usable a jury's verdicts were, from the per-item `details` of `combine`: judgements asked, parsed
+    (after retries), and, over items judged in both orders, how often the preference survived the swap."""
+    n_asked = n_parsed = n_pairs = n_consistent = 0
+    for d in details:
+        for judge in (d or {}).get("judges", {}).values():
+            for order in ("ref_first", "cand_first"):
+                if order in judge:
+                    n_asked += 1
+                    n_parsed += "parsed" in judge[order]
+            if "position_consistent" in judge:
+                n_pairs += 1
+                n_consistent += bool(judge["position_consistent"])
+    return {"n_judgements": n_asked, "n_parsed": n_parsed,
+            "parse_rate": n_parsed / n_asked if n_asked else None,
+            "n_both_orders_parsed": n_pairs, "n_position_consistent": n_consistent,
+            "position_consistency": n_consistent / n_pairs if n_pairs else None}

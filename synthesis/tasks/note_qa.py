@@ -16,6 +16,8 @@ describe the admission they are attached to: with `notes_describe_admission: fal
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +41,16 @@ SYSTEM = ("You write instruction-tuning data from clinical notes. Reply with exa
 @lru_cache(maxsize=1)
 def load_seeds() -> dict:
     return yaml.safe_load(SEEDS.read_text())
+
+
+def _same(a: str, b: str) -> bool:
+    """Equal after lower-casing and dropping punctuation, or one the other with a few words changed (>= 80 % of
+    the longer one's words shared, in order-free count)."""
+    wa, wb = re.findall(r"\w+", a.lower()), re.findall(r"\w+", b.lower())
+    if not wa or not wb:
+        return False
+    shared = sum((Counter(wa) & Counter(wb)).values())
+    return shared / max(len(wa), len(wb)) >= 0.8
 
 
 class NoteQAConfig(TaskConfig):
@@ -124,8 +136,14 @@ class _NoteTask(Task):
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 
     @staticmethod
-    def check(task_type: str, obj: dict, note_text: str, unanswerable: bool, max_answer_chars: int) -> tuple[str, str]:
+    def check(task_type: str, obj: dict, note_text: str, unanswerable: bool, max_answer_chars: int,
+              shots: list[dict] | None = None) -> tuple[str, str]:
         ins, ans = check_instruction_answer(obj, note_text, max_answer_chars=max_answer_chars)
+        # Small models copy the worked example's answer, which is about another note, not this one. (A copied
+        # instruction is fine: "List every medication in the note." fits any note; the answer must be this note's.)
+        is_canonical = ans.strip().rstrip(".").lower() == UNANSWERABLE.rstrip(".").lower()
+        if not is_canonical and any(_same(ans, s["answer"]) for s in shots or []):
+            raise Rejected("copies_example")
         is_unans = ans.strip().rstrip(".").lower() == UNANSWERABLE.rstrip(".").lower()
         if unanswerable and not is_unans:
             raise Rejected("unanswerable_mismatch", "asked for an unanswerable question, got an answer")
@@ -190,7 +208,7 @@ class _NoteTask(Task):
                     continue
                 try:
                     ins, ans = self.check(tt, parse_json_object(resp.text), c["_text"], c["_unans"],
-                                          cfg.max_answer_chars)
+                                          cfg.max_answer_chars, shots)
                 except Rejected as rej:
                     log.add(c["instruction_id"], n["note_id"], p_hash, resp, "rejected", rej.reason)
                     continue
@@ -210,12 +228,12 @@ class _NoteTask(Task):
         return rows
 
 
-@register_task("note_qa", version="1.0", source_marts=["marts.fct_notes"], config=NoteQAConfig, uses_llm=True)
+@register_task("note_qa", version="1.1", source_marts=["marts.fct_notes"], config=NoteQAConfig, uses_llm=True)
 class NoteQA(_NoteTask):
     pass
 
 
-@register_task("note_reasoning_qa", version="1.0", source_marts=["marts.fct_notes"], config=ReasoningQAConfig,
+@register_task("note_reasoning_qa", version="1.1", source_marts=["marts.fct_notes"], config=ReasoningQAConfig,
                uses_llm=True)
 class NoteReasoningQA(_NoteTask):
     pass

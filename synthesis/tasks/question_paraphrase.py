@@ -22,6 +22,14 @@ from synthesis.registry import TASKS, Task, TaskConfig, instruction_id, register
 SYSTEM = ("You rephrase questions. Rewrite the question with different wording and the same meaning. Keep every "
           "date, time, number and measurement name exactly as written. Do not answer it. Reply with the rewritten "
           "question only.")
+# Worked examples sent as earlier chat turns: a 135M model given only the instruction answers the question instead
+# (0 of 16 kept on the demo); shown two rephrasings it rephrases. Hand-written, no patient data.
+SHOTS = [
+    ("What was the value of Glucose (lab) at 2150-01-02 08:00?",
+     "At 2150-01-02 08:00, what was the Glucose (lab) value?"),
+    ("Will this hospital stay last longer than 3 days from admission?",
+     "Is this admission going to exceed 3 days from admission?"),
+]
 _PROTECTED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}|\d+(?:\.\d+)?")
 
 
@@ -61,7 +69,7 @@ def check_paraphrase(original: str, text: str | None, answer: str, max_factor: f
     return para
 
 
-@register_task("question_paraphrase", version="1.0", source_marts=["synthesis.instructions"],
+@register_task("question_paraphrase", version="1.1", source_marts=["synthesis.instructions"],
                config=ParaphraseConfig, uses_llm=True, depends_on=["template_qa", "risk_prediction",
                                                                    "decision_making"])
 class QuestionParaphrase(Task):
@@ -73,7 +81,10 @@ class QuestionParaphrase(Task):
         reqs, meta = [], []
         for p in parents:
             question, suffix = split_question(p["instruction"])
-            msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+            msgs = [{"role": "system", "content": SYSTEM}]
+            for q, a in SHOTS:
+                msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            msgs.append({"role": "user", "content": question})
             iid = instruction_id(ctx.cfg.dataset, self.name, self.version, p["instruction_id"])
             reqs.append(Request(id=iid, messages=msgs, contains_phi=True, max_new_tokens=cfg.max_new_tokens,
                                 seed=ctx.seed))

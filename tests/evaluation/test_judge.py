@@ -88,3 +88,28 @@ def test_judge_calls_go_through_the_llm_client_phi_guard():
     item = JudgeItem(id="i1", question="Q?", context="patient text", candidate="a", reference="b")
     with pytest.raises(PHIGuardError, match="not approved"):
         judge_items([item], get_rubric("clinical_answer"), [("ext", external)])
+
+
+def test_choice_output_renders_a_one_word_verdict_prompt_and_keeps_the_record():
+    from evaluation.judges.rubric import CLINICAL_ANSWER
+
+    msgs = CLINICAL_ANSWER.render_choice("What was the potassium?", "Potassium 6.1 mEq/L.", "6.1", "4.0")
+    user = msgs[1]["content"]
+    assert "Potassium 6.1 mEq/L." in user and "Response A:\n6.1" in user and "Response B:\n4.0" in user
+    assert user.endswith("Reply with one word: A, B or tie.") and "JSON" not in msgs[0]["content"] + user
+    assert msgs[1]["content"] != CLINICAL_ANSWER.render("What was the potassium?", "Potassium 6.1 mEq/L.", "6.1",
+                                                        "4.0")[1]["content"]
+
+
+def test_choice_verdicts_combine_into_a_win_rate_without_criterion_scores():
+    from evaluation.judges.rubric import CLINICAL_ANSWER
+    from evaluation.judges.runner import combine, judge_reliability
+
+    per_judge = {"j": {("x", "ref_first"): {"parsed": {"preferred": "B", "probs": {}}, "attempts": 1},
+                       ("x", "cand_first"): {"parsed": {"preferred": "B", "probs": {}}, "attempts": 1}}}
+    res = combine("x", per_judge, CLINICAL_ANSWER)
+    # ref_first: B is the candidate (win); cand_first: B is the reference (loss) -> the swap changed the verdict
+    assert res["judge_win_rate"] == 0.5 and res["judge_score"] is None
+    assert res["details"]["judges"]["j"]["position_consistent"] is False
+    rel = judge_reliability([res["details"]])
+    assert rel["parse_rate"] == 1.0 and rel["position_consistency"] == 0.0

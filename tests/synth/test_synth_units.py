@@ -110,6 +110,22 @@ def test_note_task_specific_filters():
         NoteQA.check("question_answering", unans, NOTE, False, 2000)
 
 
+def test_note_outputs_copying_the_worked_example_answer_are_rejected():
+    """SmolLM2-135M copied the few-shot answer (about another note) in 5 of 14 demo note outputs."""
+    note = "Pneumonia treated with ceftriaxone. Creatinine rose to 1.9, so lisinopril was held and later restarted."
+    shot = {"instruction": "Why was lisinopril held?", "answer": "Because of acute kidney injury (creatinine 1.9)."}
+    copied = {"instruction": "Why was the ACE inhibitor held?",
+              "answer": "Because of acute kidney injury (creatinine 1.9)"}
+    with pytest.raises(Rejected) as r:
+        NoteQA.check("question_answering", copied, note, False, 2000, shots=[shot])
+    assert r.value.reason == "copies_example"
+    own = {"instruction": "Why was lisinopril held?", "answer": "Creatinine rose to 1.9."}
+    assert NoteQA.check("question_answering", own, note, False, 2000, shots=[shot])[1] == own["answer"]
+    unans = {"instruction": "What was the blood type?", "answer": UNANSWERABLE}
+    assert NoteQA.check("question_answering", unans, note, True, 2000,
+                        shots=[{"instruction": "x", "answer": UNANSWERABLE}])[1] == UNANSWERABLE
+
+
 def test_paraphrase_filter_keeps_meaning_and_never_touches_the_answer():
     q, suffix = split_question("What was the value of Heart Rate (vital sign) at 2150-02-05 06:00? Give it in bpm.")
     assert suffix == " Give it in bpm."
