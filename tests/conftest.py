@@ -80,3 +80,14 @@ def warehouse_copy(demo_warehouse, tmp_path, monkeypatch) -> Path:
     shutil.copy(demo_warehouse, path)
     monkeypatch.setenv("EHRFORGE_DUCKDB", str(path))
     return path
+
+
+@pytest.fixture
+def linked_demo_copy(mimic_root, tmp_path) -> Path:
+    """The demo's hosp/ and icu/ laid out again with every file symlinked, so a test can replace single files."""
+    dst = tmp_path / "mimic"
+    for module in ("hosp", "icu"):
+        (dst / module).mkdir(parents=True)
+        for f in (mimic_root / module).iterdir():
+            (dst / module / f.name).symlink_to(f)
+    return dst

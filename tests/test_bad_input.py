@@ -18,15 +18,6 @@ from ehrforge.errors import InputDataError, WarehouseError
 from ehrforge.paths import REPO_ROOT
 
 
-def _demo_copy(src: Path, dst: Path) -> Path:
-    """Same layout as the demo, files symlinked, so single files can be replaced cheaply."""
-    for module in ("hosp", "icu"):
-        (dst / module).mkdir(parents=True)
-        for f in (src / module).iterdir():
-            (dst / module / f.name).symlink_to(f)
-    return dst
-
-
 def _replace(path: Path, data: bytes) -> None:
     path.unlink()
     path.write_bytes(data)
@@ -47,31 +38,31 @@ def test_build_cli_without_mimic_root_exits_with_message(tmp_path):
     assert "Traceback" not in res.stderr
 
 
-def test_missing_table_names_file_and_fix(tmp_path, mimic_root):
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+def test_missing_table_names_file_and_fix(linked_demo_copy, tmp_path, mimic_root):
+    root = linked_demo_copy
     (root / "hosp" / "labevents.csv.gz").unlink()
     with pytest.raises(InputDataError, match=r"missing MIMIC-IV table hosp/labevents: expected .*labevents\.csv\.gz"):
         preflight(str(root), None)
 
 
-def test_corrupt_gzip_names_file(tmp_path, mimic_root):
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+def test_corrupt_gzip_names_file(linked_demo_copy, tmp_path, mimic_root):
+    root = linked_demo_copy
     _replace(root / "hosp" / "admissions.csv.gz", b"this is not gzip data")
     with pytest.raises(InputDataError, match=r"cannot read .*admissions\.csv\.gz.*corrupt"):
         preflight(str(root), None)
 
 
-def test_renamed_column_names_column(tmp_path, mimic_root):
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+def test_renamed_column_names_column(linked_demo_copy, tmp_path, mimic_root):
+    root = linked_demo_copy
     text = gzip.decompress((mimic_root / "hosp" / "patients.csv.gz").read_bytes()).decode()
     _replace(root / "hosp" / "patients.csv.gz", gzip.compress(text.replace("anchor_age", "age_anchor", 1).encode()))
     with pytest.raises(InputDataError, match=r"patients\.csv\.gz lacks column\(s\) anchor_age"):
         preflight(str(root), None)
 
 
-def test_csv_and_parquet_layouts_are_read(tmp_path, mimic_root):
+def test_csv_and_parquet_layouts_are_read(linked_demo_copy, tmp_path, mimic_root):
     """A table may be .csv.gz, .csv or .parquet; the preflight accepts each."""
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+    root = linked_demo_copy
     (root / "hosp" / "patients.csv.gz").unlink()
     (root / "hosp" / "patients.csv").write_bytes(gzip.decompress((mimic_root / "hosp" / "patients.csv.gz").read_bytes()))
     (root / "icu" / "icustays.csv.gz").unlink()
@@ -79,9 +70,9 @@ def test_csv_and_parquet_layouts_are_read(tmp_path, mimic_root):
     preflight(str(root), None)
 
 
-def test_dbt_itself_names_a_missing_table(tmp_path, mimic_root, dbt_env, monkeypatch):
+def test_dbt_itself_names_a_missing_table(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """Users who run `dbt build` directly (no preflight) get the same kind of message from the hook."""
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+    root = linked_demo_copy
     (root / "icu" / "icustays.csv.gz").unlink()
     monkeypatch.setenv("MIMIC_ROOT", str(root))
     monkeypatch.setenv("EHRFORGE_DUCKDB", str(tmp_path / "w.duckdb"))
@@ -99,12 +90,12 @@ def test_dbt_itself_names_a_missing_table(tmp_path, mimic_root, dbt_env, monkeyp
     assert "missing MIMIC-IV table icu/icustays" in str(res.exception or res.result)
 
 
-def test_truncated_gzip_stops_build_naming_file(tmp_path, mimic_root, dbt_env, monkeypatch):
+def test_truncated_gzip_stops_build_naming_file(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """An interrupted download (valid header, truncated body) passes the cheap preflight; dbt's source hook then
     stops before any model runs, naming the file and the fix, and the build is recorded as failed."""
     from ehrforge.errors import EhrforgeError
 
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+    root = linked_demo_copy
     data = (mimic_root / "hosp" / "labevents.csv.gz").read_bytes()
     _replace(root / "hosp" / "labevents.csv.gz", data[: len(data) // 2])
     monkeypatch.setenv("MIMIC_ROOT", str(root))
@@ -118,10 +109,10 @@ def test_truncated_gzip_stops_build_naming_file(tmp_path, mimic_root, dbt_env, m
         assert warehouse.fetch_one(con, "select status from meta.dbt_builds") == ("failed",)
 
 
-def test_failed_build_is_recorded_and_marts_are_refused(tmp_path, mimic_root, dbt_env, monkeypatch):
+def test_failed_build_is_recorded_and_marts_are_refused(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """A value that cannot be typed fails a model mid-build; the failure is recorded in meta.dbt_builds and Python
     jobs refuse the marts instead of reading a half-built warehouse."""
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+    root = linked_demo_copy
     text = gzip.decompress((mimic_root / "icu" / "outputevents.csv.gz").read_bytes()).decode().splitlines()
     fields = text[1].split(",")
     fields[7] = "not-a-number"  # the `value` column

@@ -21,14 +21,6 @@ from ehrforge.errors import InputDataError, WarehouseError
 from ehrforge.paths import DBT_PROJECT_DIR, REPO_ROOT
 
 
-def _demo_copy(src: Path, dst: Path) -> Path:
-    for module in ("hosp", "icu"):
-        (dst / module).mkdir(parents=True)
-        for f in (src / module).iterdir():
-            (dst / module / f.name).symlink_to(f)
-    return dst
-
-
 def _open_marker(db: Path, status: str) -> None:
     """A build row as a killed (`running`) or failed build leaves it, newer than the demo build's."""
     with warehouse.session(db) as con:
@@ -180,9 +172,9 @@ def test_a_failed_synthesis_marks_its_run_failed_with_the_reason(warehouse_copy,
 # ----------------------------------------------------------------------------------------- 5. raw input
 
 
-def test_a_header_only_table_fails_whatever_the_data_size(tmp_path, mimic_root):
+def test_a_header_only_table_fails_whatever_the_data_size(linked_demo_copy, tmp_path, mimic_root):
     """Preflight: a file with the right header and no rows (a cut-off download) is named, with the fix."""
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+    root = linked_demo_copy
     header = gzip.decompress((mimic_root / "hosp" / "transfers.csv.gz").read_bytes()).decode().splitlines()[0]
     (root / "hosp" / "transfers.csv.gz").unlink()
     (root / "hosp" / "transfers.csv.gz").write_bytes(gzip.compress((header + "\n").encode()))
@@ -190,10 +182,10 @@ def test_a_header_only_table_fails_whatever_the_data_size(tmp_path, mimic_root):
         preflight(str(root), None)
 
 
-def test_dbt_itself_stops_on_a_header_only_table(tmp_path, mimic_root, dbt_env, monkeypatch):
+def test_dbt_itself_stops_on_a_header_only_table(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """`dbt build` without the Python preflight stops in the source hook with the same message (full-size checks
     such as the demo row counts are off on a full copy, so they cannot be what catches it)."""
-    root = _demo_copy(mimic_root, tmp_path / "mimic")
+    root = linked_demo_copy
     header = gzip.decompress((mimic_root / "icu" / "icustays.csv.gz").read_bytes()).decode().splitlines()[0]
     (root / "icu" / "icustays.csv.gz").unlink()
     (root / "icu" / "icustays.csv.gz").write_bytes(gzip.compress((header + "\n").encode()))
