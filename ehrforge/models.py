@@ -23,10 +23,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from ehrforge.errors import ConfigError
@@ -52,8 +49,9 @@ def is_offline_model(name: str) -> bool:
     return str(name) in OFFLINE_MODELS
 
 
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").exists()
+def is_adapter_dir(path: str | Path | None) -> bool:
+    """A LoRA/QLoRA output (adapter_config.json), told from the files, so a new training recipe needs no list."""
+    return bool(path) and (Path(path) / "adapter_config.json").exists()
 
 
 def gguf_file(name: str = SMOLLM2) -> Path:
@@ -122,8 +120,9 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
 def offline_model_dir(name: str = SMOLLM2, root: str | Path | None = None) -> Path:
     """The converted model for `name`: `<runs>/models/<name>-<hash of the GGUF + conversion version>`.
 
-    Converted once; written into a temporary sibling directory and renamed when complete, so an interrupted
-    conversion never leaves a directory that looks finished."""
+    Converted once, through ehrforge.atomic: written into a temporary sibling directory and renamed when complete,
+    so an interrupted conversion never leaves a directory that looks finished."""
+    from ehrforge.atomic import atomic_dir, atomic_write_text, is_complete
     from ehrforge.paths import runs_dir
 
     gguf = gguf_file(name)
@@ -133,22 +132,12 @@ def offline_model_dir(name: str = SMOLLM2, root: str | Path | None = None) -> Pa
     else:
         digest = hashlib.sha256((_file_digest(gguf) + CONVERSION_VERSION).encode()).hexdigest()[:12]
     out = Path(root or runs_dir()) / "models" / f"{name}-{digest}"
-    if (out / "config.json").exists():
+    if is_complete(out):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     log.info("converting %s (%s) into %s (once)", name, gguf, out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
-    try:
+    with atomic_dir(out, {"artifact": "offline_model", "name": name, "gguf": gguf.name}) as tmp:
         convert_gguf(gguf, tmp)
-        try:
-            os.rename(tmp, out)
-        except OSError:  # another process finished first: keep theirs
-            if not (out / "config.json").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    key_file.write_text(digest)
+    atomic_write_text(key_file, digest)
     return out
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ehrforge.errors import ConfigError, InputDataError
-from ehrforge.models import TINY_PREFIX, is_offline_model, resolve_model_path
+from ehrforge.models import TINY_PREFIX, is_adapter_dir, is_offline_model, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,6 @@ def tiny_model(con, out_root: Path | None = None) -> str:
     return resolve_model_path(TINY_PREFIX, tiny_texts=warehouse_texts(con, limit=200), tiny_prefix="tiny-eval",
                               root=out_root)
 
-
-def _is_adapter_dir(path: str | None) -> bool:
-    """What a training run saved, read from its output (an adapter has adapter_config.json), not from a list of
-    method names: a new training recipe needs no change here."""
-    return bool(path) and (Path(path) / "adapter_config.json").exists()
 
 
 def training_run(con, run_id: str, name: str | None) -> dict:
@@ -125,12 +120,12 @@ def resolve_model(con, m, generation) -> ResolvedModel:
         if m.kind == "base":
             path = run["base_model_path"]
         elif m.kind == "adapter":
-            if not _is_adapter_dir(run["output_path"]):
+            if not is_adapter_dir(run["output_path"]):
                 raise ConfigError(f"model {m.name}: training run {run_id} is a {run['method']} fine-tune, not an "
                                   "adapter; use kind: merged")
             path, adapter = run["base_model_path"], run["output_path"]
         elif m.kind == "merged":
-            path = run["merged_path"] or (None if _is_adapter_dir(run["output_path"]) else run["output_path"])
+            path = run["merged_path"] or (None if is_adapter_dir(run["output_path"]) else run["output_path"])
             if not path:
                 raise ConfigError(f"model {m.name}: training run {run_id} has no merged model (train with "
                                   "output.merge: true, or evaluate it as kind: adapter)")

@@ -43,6 +43,7 @@ def test_training_run_resolves_per_kind(eval_warehouse, tmp_path):
     dirs = {k: tmp_path / k for k in ("base", "adapter", "merged", "full")}
     for d in dirs.values():
         d.mkdir()
+    (dirs["adapter"] / "adapter_config.json").write_text("{}")  # what a LoRA run saves: an adapter is told by its files
     b, a, m, f = (str(d) for d in dirs.values())
     gen = GenerationSpec()
     with warehouse.session(eval_warehouse) as con:
