@@ -16,4 +16,3 @@ EXTRA_TABLE_COLUMNS = {
     NOTE_REPORT_TABLE: ["dataset", "scope", "metric", "value", "detail"],
 }
 
-from ehrforge.instructions import ANSWER_TYPES, INSTRUCTION_COLUMNS  # noqa: F401  (the shared row contract)

@@ -24,8 +24,8 @@ import pandas as pd
 from ehrforge import warehouse
 from ehrforge.config import config_hash
 from ehrforge.errors import EhrforgeError, InputDataError, exit_code
-from synthesis import (ANSWER_TYPES, EXTRA_TABLE_COLUMNS, INSTRUCTION_COLUMNS, INSTRUCTIONS_TABLE,
-                       LLM_OUTPUTS_TABLE)
+from ehrforge.instructions import ANSWER_TYPES, INSTRUCTION_COLUMNS
+from synthesis import EXTRA_TABLE_COLUMNS, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE
 from synthesis.config import SynthesisConfig, load_synthesis_config
 from synthesis.context import BuildContext
 from synthesis.llm_io import dumps

@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 SPLITS = ("train", "val", "test")
 
-# Named chat templates for base models that have none (one copy, in the shared contract).
-NAMED_TEMPLATES = CHAT_TEMPLATES
 
 
 # ----------------------------------------------------------------------------------------------- messages
@@ -190,7 +188,7 @@ def load_train_notes(con, cpt_cfg, splits_table: str = "marts.dim_splits") -> li
 def ensure_chat_template(tokenizer, name: str | None) -> None:
     """Use a named template (base models) or keep the tokenizer's; fail clearly if there is none."""
     if name:
-        tokenizer.chat_template = NAMED_TEMPLATES[name]
+        tokenizer.chat_template = CHAT_TEMPLATES[name]
     if not getattr(tokenizer, "chat_template", None):
         raise InputDataError(
             "the tokenizer has no chat template (a base model?): set model.chat_template=chatml or llama3"

@@ -64,11 +64,12 @@ def test_loss_mask_is_exactly_the_answer(tiny_model_dir, answer):
 def test_loss_mask_prefix_rule_for_templates_without_generation_tags(tiny_model_dir):
     """Hub templates rarely mark {% generation %}: the prefix rule must give the same mask."""
     from transformers import AutoTokenizer
-    from training.data import NAMED_TEMPLATES, to_messages
+    from ehrforge.instructions import CHAT_TEMPLATES
+    from training.data import to_messages
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     with_tags = tokenize_chat(tok, to_messages(ROW))
-    tok.chat_template = NAMED_TEMPLATES["chatml"].replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    tok.chat_template = CHAT_TEMPLATES["chatml"].replace("{% generation %}", "").replace("{% endgeneration %}", "")
     without = tokenize_chat(tok, to_messages(ROW))
     assert with_tags == without
 
