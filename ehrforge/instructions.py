@@ -1,6 +1,9 @@
-"""The instruction-row contract shared by every job: columns, answer types, and the one row -> chat conversion.
+"""The instruction-row contract shared by every job: answer types and the one row -> chat conversion.
 
-    from ehrforge.instructions import INSTRUCTION_COLUMNS, ANSWER_TYPES, to_messages
+The columns of `synthesis.instructions` are declared once, in dbt_project/models/sources/_synthesis__sources.yml
+(`ehrforge.tables.columns("synthesis.instructions")`).
+
+    from ehrforge.instructions import ANSWER_TYPES, to_messages
     msgs = to_messages(row)                       # system / user (/ assistant) messages, as training sees them
     prompt = to_messages(row, with_answer=False)  # the same prompt for generation (synthesis export, evaluation)
 
@@ -15,10 +18,6 @@ from typing import Any, Mapping
 
 from ehrforge.errors import InputDataError
 
-INSTRUCTION_COLUMNS = [
-    "instruction_id", "dataset", "task", "task_version", "split", "subject_id", "hadm_id", "context",
-    "instruction", "answer", "answer_type", "lineage", "template_id", "prompt_hash", "generator_model", "seed",
-]
 ANSWER_TYPES = ("text", "yes_no", "set", "number")
 
 DEFAULT_SYSTEM_PROMPT = (

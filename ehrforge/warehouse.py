@@ -29,6 +29,7 @@ import duckdb
 import pandas as pd
 from pydantic import BaseModel
 
+from ehrforge import tables
 from ehrforge.config import config_hash as _config_hash
 from ehrforge.config import config_json
 from ehrforge.errors import WarehouseError
@@ -36,7 +37,6 @@ from ehrforge.paths import REPO_ROOT, warehouse_path
 
 log = logging.getLogger(__name__)
 
-RUN_COLUMNS = ["run_id", "created_at", "code_version", "config_hash"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -288,6 +288,10 @@ def write_table(
 ) -> int:
     """Write `df` into `table` in one transaction, creating the table if needed.
 
+    A table declared in the dbt source YAML (ehrforge.tables: every Python-written table) is created from its
+    declaration, and `df` must have exactly its columns (the run columns are added here); any other table is
+    created from `df`'s columns.
+
     replace="run": rows of the same run_id are replaced (idempotent re-runs).
     replace="key": rows whose `key` columns match an incoming row are replaced (upsert).
     replace="all": the table is replaced whole.
@@ -311,7 +315,10 @@ def write_table(
     try:
         con.execute("begin transaction")
         con.execute(f'create schema if not exists "{schema}"')
-        if replace == "all":
+        declared = tables.is_declared(f"{schema}.{name}")
+        if declared:
+            tables.ensure(con, f"{schema}.{name}")
+        if replace == "all" and not declared:
             con.execute(f'create or replace table "{schema}"."{name}" as select * from "{view}"')
         else:
             con.execute(f'create table if not exists "{schema}"."{name}" as select * from "{view}" limit 0')
@@ -319,12 +326,17 @@ def write_table(
             if set(existing) != set(df.columns):
                 missing = sorted(set(df.columns) - set(existing))
                 extra = sorted(set(existing) - set(df.columns))
+                fix = (f"declare the new ones in {tables.declared()[f'{schema}.{name}'].file.name} and drop the "
+                       f"table (`drop table {table}`; it is created again from the declaration)" if declared else
+                       f"the table was made by an older version: drop it (`drop table {table}`) or write to a new "
+                       "table")
                 raise WarehouseError(
                     f"{table} has different columns than the rows being written (new: {missing}, "
-                    f"absent: {extra}); the table was made by an older version. Drop it "
-                    f"(`drop table {table}`) or write to a new table."
+                    f"absent: {extra}); {fix}."
                 )
-            if replace == "run":
+            if replace == "all":
+                con.execute(f'delete from "{schema}"."{name}"')
+            elif replace == "run":
                 con.execute(f'delete from "{schema}"."{name}" where run_id = ?', [run.run_id])
             elif replace == "key":
                 cond = " and ".join(f't."{k}" is not distinct from i."{k}"' for k in key)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ehrforge import warehouse
+from ehrforge import tables, warehouse
 from ehrforge.config import config_hash
-from evaluation import tables
+from evaluation.tables import COMPARISONS, EVAL_RUNS, EVALUATION_TABLES, PREDICTIONS, SCORES, TASK_METRICS
 from evaluation.aggregate import aggregate_with_ci
 from evaluation.data import load_items
 from evaluation.metrics import MetricInput, get_metric, judge_metrics
@@ -218,11 +218,11 @@ def _evaluate_model(con, spec, model, items, data_version, progress, config, run
         "n_failed": n_failed, "started_at": started, "finished_at": _now(), "wall_s": wall,
         "items_per_s": len(items) / wall if wall else None, "status": status,
     }
-    warehouse.write_table(con, tables.PREDICTIONS, tables.frame(tables.PREDICTIONS, pred_rows), run)
-    warehouse.write_table(con, tables.SCORES, tables.frame(tables.SCORES, [{**common, **r} for r in scores]), run)
-    warehouse.write_table(con, tables.TASK_METRICS,
-                          tables.frame(tables.TASK_METRICS, [{**common, **r} for r in metrics]), run)
-    warehouse.write_table(con, tables.EVAL_RUNS, tables.frame(tables.EVAL_RUNS, [run_row]), run)
+    warehouse.write_table(con, PREDICTIONS, tables.frame(PREDICTIONS, pred_rows), run)
+    warehouse.write_table(con, SCORES, tables.frame(SCORES, [{**common, **r} for r in scores]), run)
+    warehouse.write_table(con, TASK_METRICS,
+                          tables.frame(TASK_METRICS, [{**common, **r} for r in metrics]), run)
+    warehouse.write_table(con, EVAL_RUNS, tables.frame(EVAL_RUNS, [run_row]), run)
     warehouse.finish_run(con, run, status)
     if n_failed:
         log.warning("%s: %d of %d generations failed (first: %s); the run is marked incomplete and left out of "
@@ -238,7 +238,8 @@ def evaluate(spec: EvalSpec, progress: bool = True, build_results: bool | None =
     with warehouse.session(wait_s=30) as con:
         warehouse.require_finished_build(con)  # the check every job runs before reading mart-derived data
         items, data_version = load_items(con, spec.data)
-        tables.ensure_tables(con)
+        for table in EVALUATION_TABLES:
+            tables.ensure(con, table)
         check_version(con, spec)
         resolved = [resolve_model(con, m, spec.generation) for m in spec.models]  # all errors before any work
         for model in resolved:
@@ -273,9 +274,9 @@ def write_comparisons(con, spec: EvalSpec, run_ids: list[str]) -> int:
                              "from evaluation.eval_runs where run_id = ?", [ft]).fetchone()
         run = warehouse.RunInfo(run_id=ft_run[0], job="evaluate", config_hash=ft_run[3], code_version=ft_run[2],
                                 created_at=ft_run[1])
-        df = tables.frame(tables.COMPARISONS, [{"spec_name": ft_run[4], "spec_version": ft_run[5], **r} for r in rows])
+        df = tables.frame(COMPARISONS, [{"spec_name": ft_run[4], "spec_version": ft_run[5], **r} for r in rows])
         con.execute("delete from evaluation.comparisons where finetune_run_id = ? and base_run_id = ?", [ft, base])
-        warehouse.write_table(con, tables.COMPARISONS, df, run, replace="none")
+        warehouse.write_table(con, COMPARISONS, df, run, replace="none")
         n += len(rows)
     return n
 

@@ -10,9 +10,6 @@ INSTRUCTIONS_TABLE = "synthesis.instructions"
 LLM_OUTPUTS_TABLE = "synthesis.llm_outputs"
 NOTE_REPORT_TABLE = "synthesis.note_generation_report"
 # Tables beside the instructions: tasks append row dicts to BuildContext.extra_tables[table]; the CLI writes them.
-EXTRA_TABLE_COLUMNS = {
-    LLM_OUTPUTS_TABLE: ["dataset", "task", "request_id", "source_id", "prompt_hash", "cache_key", "cached", "raw_text",
-                        "status", "reject_reason", "instruction_id"],
-    NOTE_REPORT_TABLE: ["dataset", "scope", "metric", "value", "detail"],
-}
+# Their columns are declared once, in dbt_project/models/sources/_synthesis__sources.yml (ehrforge.tables).
+EXTRA_TABLES = (LLM_OUTPUTS_TABLE, NOTE_REPORT_TABLE)
 

@@ -21,11 +21,11 @@ import time
 
 import pandas as pd
 
-from ehrforge import warehouse
+from ehrforge import tables, warehouse
 from ehrforge.config import config_hash
 from ehrforge.errors import EhrforgeError, InputDataError, exit_code
-from ehrforge.instructions import ANSWER_TYPES, INSTRUCTION_COLUMNS
-from synthesis import EXTRA_TABLE_COLUMNS, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE
+from ehrforge.instructions import ANSWER_TYPES
+from synthesis import EXTRA_TABLES, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE
 from synthesis.config import SynthesisConfig, load_synthesis_config
 from synthesis.context import BuildContext
 from synthesis.llm_io import dumps
@@ -147,7 +147,7 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
                 timings[name] = time.monotonic() - t0
                 log.info("%s: %d rows in %.1fs", name, len(rows), timings[name])
             all_rows = [r for n in ctx.rows_so_far for r in ctx.rows_so_far[n]]
-            df = pd.DataFrame(all_rows, columns=INSTRUCTION_COLUMNS)
+            df = pd.DataFrame(all_rows, columns=tables.columns(INSTRUCTIONS_TABLE, with_run_columns=False))
             df["subject_id"] = df["subject_id"].astype("int64")
             df["hadm_id"] = df["hadm_id"].astype("Int64")
             df["seed"] = df["seed"].astype("int64")
@@ -155,11 +155,10 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
                 raise InputDataError("the config produced no instruction rows; raise the quotas or enable tasks")
             validate_rows(df)
             _write_instructions(con, df, run, cfg.dataset)
-            for table, columns in EXTRA_TABLE_COLUMNS.items():
+            for table in EXTRA_TABLES:
                 extra = ctx.extra_tables.get(table)
                 if extra:
-                    warehouse.write_table(con, table, pd.DataFrame(extra, columns=columns), run, replace="key",
-                                          key=["dataset"])
+                    warehouse.write_table(con, table, tables.frame(table, extra), run, replace="key", key=["dataset"])
                 elif warehouse.table_exists(con, table):  # this run made none: drop the dataset's stale ones
                     con.execute(f"delete from {table} where dataset = ?", [cfg.dataset])
             counts = summary_counts(con, cfg.dataset)

@@ -39,7 +39,7 @@ class BuildContext:
     count_tokens: Callable[[str], int] = None
     rows_so_far: dict[str, list[dict]] = field(default_factory=dict)  # task -> rows (for dependent tasks)
     stats: dict[str, dict] = field(default_factory=dict)               # task -> counters (rejections, calls)
-    extra_tables: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows (synthesis.EXTRA_TABLE_COLUMNS)
+    extra_tables: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows (synthesis.EXTRA_TABLES)
     llm_config: Any = None
     # filled by load(): admissions by hadm_id, an empty events frame, and per-admission caches
     _adm_index: dict[int, dict] = field(default_factory=dict)

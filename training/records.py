@@ -2,7 +2,8 @@
 
 `training.runs`: one row per training run and stage (a cpt+sft run has a `cpt` row and an `sft` row).
 `training.loss_curve`: one row per logged train loss / periodic val loss, per run, stage and step.
-Both carry the run columns (run_id, created_at, code_version, config_hash) and are idempotent per run.
+Both carry the run columns (run_id, created_at, code_version, config_hash) and are idempotent per run; their
+columns are declared once, in dbt_project/models/sources/_training__sources.yml (ehrforge.tables).
 """
 
 from __future__ import annotations
@@ -12,28 +13,22 @@ import logging
 
 import pandas as pd
 
+from ehrforge import tables
+
 log = logging.getLogger(__name__)
 
 RUNS_TABLE = "training.runs"
 CURVE_TABLE = "training.loss_curve"
 
-RUN_FIELDS = [
-    "stage", "method", "base_model", "base_model_path", "dataset", "data_source", "data_version",
-    "n_train_examples", "n_val_examples", "n_dropped", "n_train_tokens", "n_train_label_tokens",
-    "n_params", "n_trainable_params", "packing", "n_packs", "gradient_checkpointing", "chunked_loss", "liger",
-    "dtype", "num_processes", "distributed_type", "steps", "epochs", "resumed_from", "first_train_loss",
-    "final_train_loss", "mean_train_loss", "first_eval_loss", "final_eval_loss", "best_eval_loss",
-    "real_tokens_trained", "tokens_per_s", "peak_memory_gb", "peak_memory_kind", "wall_s", "output_path",
-    "merged_path", "config_json",
-]
 
 
 def runs_frame(cfg, meta: dict, summaries: list[dict]) -> pd.DataFrame:
+    """One row per stage, with the columns declared in dbt_project/models/sources/_training__sources.yml."""
     from ehrforge.config import config_json
 
     rows = []
     for s in summaries:
-        row = {k: s.get(k) for k in RUN_FIELDS}
+        row = {k: s.get(k) for k in tables.columns(RUNS_TABLE, with_run_columns=False)}
         row.update({
             "method": cfg.method,
             "base_model": cfg.model.base,
@@ -44,22 +39,11 @@ def runs_frame(cfg, meta: dict, summaries: list[dict]) -> pd.DataFrame:
         })
         row["resumed_from"] = None if row["resumed_from"] is None else str(row["resumed_from"])
         rows.append(row)
-    df = pd.DataFrame(rows, columns=RUN_FIELDS)
-    # Explicit types: an all-null column would otherwise create a column of type NULL in DuckDB.
-    types = dict.fromkeys(("n_packs", "n_train_examples", "n_val_examples", "n_dropped", "n_train_tokens",
-                           "n_train_label_tokens", "n_params", "n_trainable_params", "num_processes", "steps",
-                           "real_tokens_trained"), "Int64")
-    types |= dict.fromkeys(("epochs", "first_train_loss", "final_train_loss", "mean_train_loss", "first_eval_loss",
-                            "final_eval_loss", "best_eval_loss", "tokens_per_s", "peak_memory_gb", "wall_s"), "float64")
-    types |= dict.fromkeys(("packing", "gradient_checkpointing", "chunked_loss", "liger"), "boolean")
-    return df.astype({col: types.get(col, "string") for col in RUN_FIELDS})
+    return tables.frame(RUNS_TABLE, rows)
 
 
 def curve_frame(summaries: list[dict]) -> pd.DataFrame:
-    rows = [{"stage": s["stage"], **r} for s in summaries for r in s.get("loss_curve", [])]
-    df = pd.DataFrame(rows, columns=["stage", "step", "epoch", "split", "loss", "learning_rate"])
-    return df.astype({"stage": "string", "step": "Int64", "epoch": "float64", "split": "string",
-                      "loss": "float64", "learning_rate": "float64"})
+    return tables.frame(CURVE_TABLE, [{"stage": s["stage"], **r} for s in summaries for r in s.get("loss_curve", [])])
 
 
 def open_run(cfg, run_id: str) -> None:

@@ -18,31 +18,13 @@ import logging
 from pathlib import Path
 from typing import Iterator
 
+from ehrforge import tables
+
 log = logging.getLogger(__name__)
 
 TABLE = "llm.calls"
-COLUMNS = [
-    ("cache_key", "varchar primary key"),
-    ("model_identity", "varchar"),
-    ("backend", "varchar"),
-    ("model", "varchar"),
-    ("request_id", "varchar"),
-    ("request_json", "varchar"),
-    ("response_text", "varchar"),
-    ("response_json", "varchar"),
-    ("prompt_tokens", "integer"),
-    ("completion_tokens", "integer"),
-    ("latency_s", "double"),
-    ("cost_usd", "double"),
-    ("attempts", "integer"),
-    ("status", "varchar"),
-    ("error", "varchar"),
-    ("run_id", "varchar"),
-    ("created_at", "timestamp"),
-    ("code_version", "varchar"),
-    ("config_hash", "varchar"),
-]
-COLUMN_NAMES = [c for c, _ in COLUMNS]
+# Columns, types and primary key are declared once, in dbt_project/models/sources/_llm__sources.yml.
+COLUMN_NAMES = tables.columns(TABLE)
 
 
 def cache_key(model_identity: str, messages: list[dict], params: dict) -> str:
@@ -84,9 +66,7 @@ class CallStore:
     def _ensure(self, con) -> None:
         if self._ready:
             return
-        con.execute("create schema if not exists llm")
-        cols = ", ".join(f"{c} {t}" for c, t in COLUMNS)
-        con.execute(f"create table if not exists {TABLE} ({cols})")
+        tables.ensure(con, TABLE)
         have = [r[0] for r in con.execute(
             "select column_name from information_schema.columns where table_schema='llm' and table_name='calls' "
             "order by ordinal_position").fetchall()]
