@@ -282,6 +282,18 @@ def run_expectations(
         if not spec.optional:
             warehouse.require_tables(con, spec.tables)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    computed, rows = _compute_frames(con, specs, settings, now)
+    if computed:
+        rows += _validate_frames(computed, docs_dir, now)
+    results = _results_frame(rows, names)
+    run_id = _record(con, settings, results) if write else ""
+    index = docs_dir / "index.html" if docs_dir is not None and computed else None
+    return Outcome(run_id, results, index, time.perf_counter() - t0)
+
+
+def _compute_frames(con, specs: list[SuiteSpec], settings: Settings,
+                    now: dt.datetime) -> tuple[list[tuple[Frame, pd.DataFrame]], list[dict]]:
+    """Each suite's small DuckDB-computed frames; rows for suites skipped (no rows yet) or frames that failed."""
     rows: list[dict] = []
     computed: list[tuple[Frame, pd.DataFrame]] = []
     for spec in specs:
@@ -304,33 +316,41 @@ def run_expectations(
                     msg = (f"FAILED [{conf['meta'].get('severity')}] {conf['meta'].get('name')}: {frame.source}: "
                            f"frame {frame.gx_name} could not be computed ({first}); see the schema check")
                     rows.append(_row(spec.name, frame, conf, False, "error", None, msg, None, now))
+    return computed, rows
 
-    if computed:
-        with tempfile.TemporaryDirectory(prefix="ehrforge-gx-") as tmp:
-            paths = []
-            for frame, df in computed:
-                path = Path(tmp) / f"{frame.gx_name}.parquet"
-                df.to_parquet(path, index=False)
-                paths.append((frame, path))
-            if docs_dir is not None:
-                _reset_docs(docs_dir)
-            gx_results = _validate(paths, Path(tmp), docs_dir)
-        for frame, _ in computed:
-            for res in gx_results.get(frame.gx_name, []):
-                conf = res["expectation_config"]
-                meta = conf.get("meta") or {}
-                result = res.get("result") or {}
-                exc = res.get("exception_info") or {}
-                if exc.get("raised_exception"):
-                    status, success = "error", False
-                    observed, text = None, f"GX raised: {exc.get('exception_message')}"
-                else:
-                    success = bool(res["success"])
-                    status = "passed" if success else "failed"
-                    observed, text = _observed(conf["type"], conf.get("kwargs") or {}, result)
-                msg = _message(frame, meta, conf["type"], conf.get("kwargs") or {}, success, text)
-                rows.append(_row(frame.suite, frame, conf, success, status, observed, msg, result, now))
 
+def _validate_frames(computed: list[tuple[Frame, pd.DataFrame]], docs_dir: Path | None,
+                     now: dt.datetime) -> list[dict]:
+    """GX over the frames (as parquet files, one checkpoint); one row per expectation result."""
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="ehrforge-gx-") as tmp:
+        paths = []
+        for frame, df in computed:
+            path = Path(tmp) / f"{frame.gx_name}.parquet"
+            df.to_parquet(path, index=False)
+            paths.append((frame, path))
+        if docs_dir is not None:
+            _reset_docs(docs_dir)
+        gx_results = _validate(paths, Path(tmp), docs_dir)
+    for frame, _ in computed:
+        for res in gx_results.get(frame.gx_name, []):
+            conf = res["expectation_config"]
+            meta = conf.get("meta") or {}
+            result = res.get("result") or {}
+            exc = res.get("exception_info") or {}
+            if exc.get("raised_exception"):
+                status, success = "error", False
+                observed, text = None, f"GX raised: {exc.get('exception_message')}"
+            else:
+                success = bool(res["success"])
+                status = "passed" if success else "failed"
+                observed, text = _observed(conf["type"], conf.get("kwargs") or {}, result)
+            msg = _message(frame, meta, conf["type"], conf.get("kwargs") or {}, success, text)
+            rows.append(_row(frame.suite, frame, conf, success, status, observed, msg, result, now))
+    return rows
+
+
+def _results_frame(rows: list[dict], names: list[str]) -> pd.DataFrame:
     order = {name: i for i, name in enumerate(names)}
     results = pd.DataFrame(rows)
     results = results.sort_values("suite", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
@@ -338,18 +358,19 @@ def run_expectations(
     for col in ("element_count", "unexpected_count"):
         results[col] = pd.to_numeric(results[col]).astype("Int64")
     results["unexpected_percent"] = pd.to_numeric(results["unexpected_percent"]).astype("Float64")
-    run_id = ""
-    if write:
-        # resources do not change verdicts, so they stay out of the run id
-        config = {**settings.model_dump(mode="json", exclude={"memory_limit", "dedup_partitions"}),
-                  "data": _fingerprint(con)}
-        run = warehouse.start_run(con, job="expectations", config=config)
-        run_id = run.run_id
-        warehouse.write_table(con, RESULTS_TABLE, results, run, replace="run")
-        status = "failed" if (results["severity"].eq("critical") & results["success"].eq(False)).any() else "succeeded"
-        warehouse.finish_run(con, run, status=status)
-    index = docs_dir / "index.html" if docs_dir is not None and computed else None
-    return Outcome(run_id, results, index, time.perf_counter() - t0)
+    return results
+
+
+def _record(con, settings: Settings, results: pd.DataFrame) -> str:
+    """One run in meta.runs (failed when a critical expectation failed) and its rows in dq.expectation_results."""
+    # resources do not change verdicts, so they stay out of the run id
+    config = {**settings.model_dump(mode="json", exclude={"memory_limit", "dedup_partitions"}),
+              "data": _fingerprint(con)}
+    run = warehouse.start_run(con, job="expectations", config=config)
+    warehouse.write_table(con, RESULTS_TABLE, results, run, replace="run")
+    status = "failed" if (results["severity"].eq("critical") & results["success"].eq(False)).any() else "succeeded"
+    warehouse.finish_run(con, run, status=status)
+    return run.run_id
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------
