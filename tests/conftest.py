@@ -2,7 +2,9 @@
 
 `demo_warehouse` runs the demo-notes adapter and a full in-process `dbt build` once per test session into
 a temporary DuckDB file and points EHRFORGE_DUCKDB at it; tests that write must copy it first
-(`warehouse_copy`) so they never disturb each other.
+(`warehouse_copy`) so they never disturb each other. `demo_chain` continues from it through the real chain
+(synthesize -> train -> evaluate, tests/chain.py), once per session; `chain_copy` is a writable copy of its result.
+Environment changes go through monkeypatch (`session_env` for the session-scoped ones), so they are undone.
 """
 
 from __future__ import annotations
@@ -47,7 +49,15 @@ def demo_note_root(tmp_path_factory, mimic_root) -> Path:
 
 
 @pytest.fixture(scope="session")
-def dbt_env(tmp_path_factory, mimic_root, demo_note_root):
+def session_env():
+    """monkeypatch for session-scoped fixtures: their environment is restored when the session ends."""
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def dbt_env(tmp_path_factory, mimic_root, demo_note_root, session_env):
     """Environment for in-process dbt runs: inputs, and target/log paths outside the source tree."""
     tmp = tmp_path_factory.mktemp("dbt")
     env = {
@@ -57,17 +67,18 @@ def dbt_env(tmp_path_factory, mimic_root, demo_note_root):
         "DBT_LOG_PATH": str(tmp / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    os.environ.update(env)
+    for k, v in env.items():
+        session_env.setenv(k, v)
     return env
 
 
 @pytest.fixture(scope="session")
-def demo_warehouse(tmp_path_factory, dbt_env) -> Path:
+def demo_warehouse(tmp_path_factory, dbt_env, session_env) -> Path:
     """A DuckDB warehouse built by `dbt build` over the real demo. Treat as read-only."""
     from ehrforge.build import run_dbt
 
     path = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
-    os.environ["EHRFORGE_DUCKDB"] = str(path)
+    session_env.setenv("EHRFORGE_DUCKDB", str(path))
     if not run_dbt(["build", "--quiet"]):
         pytest.fail("dbt build on the demo failed; run `make build` to see why")
     return path
@@ -91,3 +102,41 @@ def linked_demo_copy(mimic_root, tmp_path) -> Path:
         for f in (mimic_root / module).iterdir():
             (dst / module / f.name).symlink_to(f)
     return dst
+
+
+@pytest.fixture(scope="session")
+def demo_chain(demo_warehouse, tmp_path_factory):
+    """The real chain on the demo, once per session (tests/chain.py): dbt build -> synthesize twice -> train a tiny
+    LoRA through training.launch -> evaluate it and its base (results marts rebuilt by dbt)."""
+    from ehrforge import warehouse
+    from evaluation.runner import evaluate
+    from synthesis.cli import synthesize
+    from synthesis.config import load_synthesis_config
+    from tests import chain
+    from training.config import load_train_config, run_id_for
+    from training.launch import train
+
+    tmp = tmp_path_factory.mktemp("chain")
+    path, runs = tmp / "warehouse.duckdb", tmp / "runs"
+    shutil.copy(demo_warehouse, path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EHRFORGE_DUCKDB", str(path))
+        mp.setenv("EHRFORGE_RUNS", str(runs))
+        cfg = load_synthesis_config(chain.SYNTH_CONFIG, chain.synth_overrides(tmp))
+        with warehouse.session(path) as con:
+            first = synthesize(cfg, con=con)
+            second = synthesize(cfg, con=con)
+        tcfg = load_train_config(chain.TRAIN_CONFIG, chain.TRAIN_OVERRIDES)
+        (summary,) = train(tcfg)
+        summaries = evaluate(chain.eval_spec(), progress=False)
+    return chain.DemoChain(path, runs, tmp, cfg, first, second, run_id_for(tcfg), summary, summaries)
+
+
+@pytest.fixture
+def chain_copy(demo_chain, tmp_path, monkeypatch) -> Path:
+    """A private, writable copy of the chain's warehouse; EHRFORGE_DUCKDB and EHRFORGE_RUNS point at it / its runs."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo_chain.warehouse, path)
+    monkeypatch.setenv("EHRFORGE_DUCKDB", str(path))
+    monkeypatch.setenv("EHRFORGE_RUNS", str(demo_chain.runs))
+    return path

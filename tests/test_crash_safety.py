@@ -42,19 +42,16 @@ def test_a_build_opens_its_marker_first_and_closes_it(demo_warehouse):
 
 
 @pytest.mark.parametrize("status", ["running", "failed"])
-def test_synthesis_training_and_evaluation_refuse_an_unfinished_or_failed_build(warehouse_copy, status, tmp_path,
+def test_synthesis_training_and_evaluation_refuse_an_unfinished_or_failed_build(chain_copy, status, tmp_path,
                                                                                  monkeypatch):
     """The one check (warehouse.require_finished_build) in all three jobs, and exit code 2 from each command."""
     from evaluation import cli as eval_cli
     from synthesis import cli as synth_cli
     from training import launch
 
-    from tests.evaluation.instructions_fixture import write_instructions
-
+    # the chain's warehouse: training and evaluation have their input, so only the check can stop them
     monkeypatch.setenv("EHRFORGE_RUNS", str(tmp_path / "runs"))
-    with warehouse.session(warehouse_copy) as con:
-        write_instructions(con)  # so training and evaluation have their input, and only the check can stop them
-    _open_marker(warehouse_copy, status)
+    _open_marker(chain_copy, status)
     expected = "did not finish" if status == "running" else "failed"
     assert synth_cli.main(["--config", "synthesis/configs/demo.yaml", "--quiet"]) == 2
     assert launch.main(["--config", "training/configs/demo/tiny_lora.yaml", "output.record=false"]) == 2

@@ -12,7 +12,6 @@ covers the same rules on mutated copies of the demo marts, and the SQL rules by 
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import duckdb
@@ -85,14 +84,11 @@ def crafted_notes(demo_warehouse, demo_note_root, tmp_path_factory):
 
     path = tmp / "crafted.duckdb"
     shutil.copy(demo_warehouse, path)
-    saved = {k: os.environ.get(k) for k in ("MIMIC_NOTE_ROOT", "EHRFORGE_DUCKDB")}
-    os.environ.update(MIMIC_NOTE_ROOT=str(note_root), EHRFORGE_DUCKDB=str(path))
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # a module-scoped fixture: no function monkeypatch
+        mp.setenv("MIMIC_NOTE_ROOT", str(note_root))
+        mp.setenv("EHRFORGE_DUCKDB", str(path))
         ok = run_dbt(["run", "--quiet", "--select", "stg_mimic_note__discharge", "int_notes__unioned",
                       "int_note_sections", "fct_notes", "fct_note_sections"])
-    finally:
-        for k, v in saved.items():
-            os.environ[k] = v
     assert ok, "dbt run of the note models over the crafted notes failed"
     return path, roles
 

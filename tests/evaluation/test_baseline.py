@@ -11,7 +11,7 @@ import pytest
 def test_baseline_answers_the_most_common_train_answer_per_template(eval_warehouse):
     from evaluation.runner import evaluate
     from evaluation.spec import EvalSpec
-    from tests.evaluation.instructions_fixture import DATASET
+    from tests.chain import DATASET
 
     spec = EvalSpec.model_validate({
         "name": "baseline-test", "version": 1, "data": {"dataset": DATASET, "split": "test"},
@@ -22,10 +22,11 @@ def test_baseline_answers_the_most_common_train_answer_per_template(eval_warehou
         train = con.execute("select task, template_id, answer from synthesis.instructions "
                             "where dataset = ? and split = 'train'", [DATASET]).fetchall()
         preds = con.execute("select p.task, i.template_id, p.prediction, p.answer_type, p.p_yes "
-                            "from evaluation.predictions p join synthesis.instructions i using (instruction_id)"
-                            ).fetchall()
-        kinds = con.execute("select distinct model_kind from evaluation.eval_runs").fetchall()
-    assert kinds == [("baseline",)]
+                            "from evaluation.predictions p join synthesis.instructions i using (instruction_id) "
+                            "where p.spec_name = 'baseline-test'").fetchall()
+        kinds = con.execute("select distinct model_kind from evaluation.eval_runs "
+                            "where spec_name = 'baseline-test'").fetchall()
+    assert kinds == [("baseline",)] and len(preds) == summary.n_items
     counts: dict = {}
     for task, tid, ans in train:
         counts.setdefault((task, tid), Counter())[ans] += 1

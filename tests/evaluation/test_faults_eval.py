@@ -10,15 +10,15 @@ import duckdb
 import pytest
 import yaml
 
-from tests.evaluation.conftest import TRAIN_RUN_ID
-from tests.evaluation.instructions_fixture import DATASET
+from tests.chain import DATASET, TRAIN_RUN_NAME
 from tests.faults import FileAppears, LogLine, command_env, kill_at, run_to_end
 
 SPEC = {
     "name": "faults", "version": 1,
     "data": {"dataset": DATASET, "split": "test", "subset": {"n_per_task": 3, "seed": 0}},
-    "models": [{"name": "tiny-base", "kind": "base", "training_run_id": TRAIN_RUN_ID},
-               {"name": "tiny-lora", "kind": "adapter", "training_run_id": TRAIN_RUN_ID}],
+    "models": [{"name": "tiny-base", "kind": "base", "training_run_id": "latest", "training_run_name": TRAIN_RUN_NAME},
+               {"name": "tiny-lora", "kind": "adapter", "training_run_id": "latest",
+                "training_run_name": TRAIN_RUN_NAME}],
     "generation": {"max_new_tokens": 8, "yes_no": "score"},
     "judge": {"enabled": False},
     "bootstrap": {"n": 50, "seed": 0},
@@ -65,7 +65,8 @@ def test_evaluation_killed_between_models_reruns_to_the_same_scores(eval_warehou
     res = run_to_end(cmd, env=command_env(MIMIC_ROOT=None, MIMIC_NOTE_ROOT=None), cwd=elsewhere)
     assert res.returncode == 0, res.output[-3000:]
     with duckdb.connect(str(eval_warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from results.results_leaderboard").fetchone()[0] > 0
+        assert con.execute("select count(*) from results.results_leaderboard where spec_name = 'faults'"
+                           ).fetchone()[0] > 0
     _compare_with_uninterrupted(eval_warehouse, eval_warehouse_base, spec, monkeypatch)
 
 

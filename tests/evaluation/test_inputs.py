@@ -9,7 +9,7 @@ from ehrforge.errors import EhrforgeError
 from evaluation.data import load_items
 from evaluation.models import resolve_model
 from evaluation.spec import DataSpec, GenerationSpec, ModelSpec
-from tests.evaluation.instructions_fixture import DATASET
+from tests.chain import DATASET
 
 
 def test_item_of_a_train_patient_in_the_test_split_is_refused(eval_warehouse):
@@ -38,7 +38,6 @@ def test_unknown_training_run_and_missing_adapter_are_named(eval_warehouse):
 def test_training_run_resolves_per_kind(eval_warehouse, tmp_path):
     """kind base / adapter / merged of one training run, and the two mismatches, with the fix named."""
     from evaluation.models import training_run
-    from tests.evaluation.lora_fixture import record_training_run
 
     dirs = {k: tmp_path / k for k in ("base", "adapter", "merged", "full")}
     for d in dirs.values():
@@ -63,3 +62,18 @@ def test_training_run_resolves_per_kind(eval_warehouse, tmp_path):
             resolve_model(con, spec("adapter", "train-full"), gen)
         # `latest` narrowed by the config name picks that run
         assert training_run(con, "latest", "merged-run")["run_id"] == "train-merged"
+
+
+def record_training_run(con, run_id: str, name: str, base_path: str, output_path: str, method: str = "lora",
+                        merged_path: str | None = None) -> None:
+    """A crafted training.runs row: the kinds of run this test needs (merged, unmerged, full) are more than the
+    session chain trains, and only the columns evaluation reads matter here (the rest stay null, as declared)."""
+    import json
+
+    from ehrforge import tables, warehouse
+
+    run = warehouse.start_run(con, job="train", config={"name": name, "crafted": True}, run_id=run_id)
+    warehouse.write_table(con, "training.runs", tables.frame("training.runs", [{
+        "stage": "sft", "method": method, "base_model": "tiny://", "base_model_path": base_path,
+        "output_path": output_path, "merged_path": merged_path, "config_json": json.dumps({"name": name})}]), run)
+    warehouse.finish_run(con, run)

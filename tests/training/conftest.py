@@ -1,7 +1,10 @@
-"""Fixtures for the training tests: a small warehouse with the data-contract tables, and a tiny model.
+"""Fixtures for the training tests: a small crafted warehouse with the data-contract tables, and a tiny model.
 
-The warehouse is `training.synthetic` (lookup QA over rendered records, notes, patient-level splits) until the
-real demo instruction set exists. To run the same tests on a real warehouse, point
+The warehouse is `training.synthetic` (lookup QA over short rendered records, notes, patient-level splits): a crafted
+set on purpose. These tests assert that a random tiny model's loss falls measurably within 20 steps, that a resumed
+run equals an uninterrupted one, that an adapter reloads to the same logits, and they run a dozen trainings: that
+needs short (~90-token), learnable conversations. The real demo instruction set goes through the same code in the
+session chain (tests/chain.py; tests/training/test_demo_e2e.py). To run these tests on a real warehouse, point
 EHRFORGE_TRAIN_TEST_DUCKDB at a DuckDB file holding synthesis.instructions (dataset "demo"), marts.fct_notes
 and marts.dim_splits; it is copied, never written.
 """

@@ -1,53 +1,26 @@
-"""The real path: dbt-built demo warehouse -> `make synthesize` (deterministic tasks) -> `make train` (tiny LoRA).
+"""The real path: the session chain's training step (tests/chain.py: dbt-built demo warehouse -> `make synthesize`
+with the demo config -> `make train` with training/configs/demo/tiny_lora.yaml through training.launch).
 
-The other training tests use the small synthetic warehouse of `training.synthetic` (fast, learnable lookups);
-this one checks the same code on the real demo instruction set and marts.
+The other training tests use the small crafted warehouse of `training.synthetic` (see tests/training/conftest.py
+for why); this one checks the same code on the real demo instruction set and marts.
 """
-
-import shutil
-
-import pytest
 
 from ehrforge import warehouse
 
 
-@pytest.fixture(scope="module")
-def demo_instructions(demo_warehouse, tmp_path_factory):
-    from synthesis.cli import synthesize
-    from synthesis.config import load_synthesis_config
-
-    tmp = tmp_path_factory.mktemp("demo-train")
-    path = tmp / "warehouse.duckdb"
-    shutil.copy(demo_warehouse, path)
-    cfg = load_synthesis_config("synthesis/configs/demo.yaml", [
-        "progress=false", f"generator.llm.model={tmp}/tiny-llama", f"export_dir={tmp}/export",
-        "tasks.note_generation.enabled=false", "tasks.note_qa.enabled=false",
-        "tasks.note_reasoning_qa.enabled=false", "tasks.question_paraphrase.enabled=false",
-    ])
-    with warehouse.session(path) as con:
-        synthesize(cfg, con=con)
-    return path
-
-
-def test_demo_config_trains_on_the_real_demo_instruction_set(demo_instructions, tmp_path, monkeypatch):
-    from training.config import load_train_config
-    from training.launch import train
-
-    db = tmp_path / "warehouse.duckdb"
-    shutil.copy(demo_instructions, db)
-    monkeypatch.setenv("EHRFORGE_DUCKDB", str(db))
-    monkeypatch.setenv("EHRFORGE_RUNS", str(tmp_path / "runs"))
-    cfg = load_train_config("training/configs/demo/tiny_lora.yaml",
-                            ["train.max_steps=4", "train.eval_steps=2", "train.save_steps=2", "train.logging_steps=1"])
-    (s,) = train(cfg)
-    with warehouse.session(read_only=True) as con:
+def test_demo_config_trains_on_the_real_demo_instruction_set(demo_chain):
+    s = demo_chain.train_summary
+    with warehouse.session(demo_chain.warehouse, read_only=True) as con:
         counts = dict(con.execute("select split, count(*) from synthesis.instructions where dataset='demo' "
                                   "group by 1").fetchall())
-        run = con.execute("select n_train_examples, n_val_examples, n_dropped, steps, final_eval_loss "
-                          "from training.runs").fetchall()
+        run = con.execute("select n_train_examples, n_val_examples, n_dropped, steps, final_eval_loss, base_model "
+                          "from training.runs where run_id = ?", [demo_chain.train_run_id]).fetchall()
+        curve = con.execute("select count(*) from training.loss_curve where run_id = ? and split = 'val'",
+                            [demo_chain.train_run_id]).fetchone()[0]
     assert len(run) == 1
-    n_train, n_val, n_dropped, steps, eval_loss = run[0]
+    n_train, n_val, n_dropped, steps, eval_loss, base = run[0]
     # every train/val row is used (the synthesis budget keeps rows under the demo's 1024 tokens) or counted
     assert n_train + n_val + n_dropped == counts["train"] + counts["val"]
     assert n_dropped <= 0.05 * (counts["train"] + counts["val"])
-    assert steps == 4 and eval_loss is not None and s["first_train_loss"] > 0
+    assert steps == s["steps"] == 30 and eval_loss is not None and curve >= 2 and base == "tiny://"
+    assert s["final_train_loss"] < s["first_train_loss"]
