@@ -27,13 +27,12 @@ from scale_demo import CSV  # noqa: E402  (the dialect the dbt source hook uses)
 
 
 def _input_files(root: Path, note_root: Path) -> list[Path]:
-    from ehrforge.build import _source_tables
+    from ehrforge.build import raw_file, source_tables
 
     files = []
-    for module, table, _cols, _opt in _source_tables():
-        folder = note_root if module == "note" else root / module
-        path = folder / f"{table}.csv.gz"
-        if path.exists():
+    for module, table, _cols, _opt in source_tables():
+        path = raw_file(note_root if module == "note" else root / module, table)
+        if path is not None and path.name.endswith(".csv.gz"):  # the floors parse the CSV the build reads
             files.append(path)
     return files
 

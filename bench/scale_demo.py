@@ -58,9 +58,9 @@ def _declared_tables() -> set[tuple[str, str]]:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ehrforge.build import _source_tables
+    from ehrforge.build import source_tables
 
-    return {(module, table) for module, table, _cols, _opt in _source_tables()}
+    return {(module, table) for module, table, _cols, _opt in source_tables()}
 
 
 def scale_demo(src_root: Path, out: Path, n: int) -> Path:

@@ -42,7 +42,10 @@ def mart_tables() -> list[str]:
                   if n["resource_type"] == "model" and n["fqn"][1:2] == ["marts"])
 
 
-def _source_tables() -> list[tuple[str, str, list[str], bool]]:
+RAW_FILE_EXTENSIONS = (".parquet", ".csv.gz", ".csv")  # first found wins; the dbt hook register_mimic_sources agrees
+
+
+def source_tables() -> list[tuple[str, str, list[str], bool]]:
     """(module, table, columns, optional) for every raw source declared in the dbt project."""
     import yaml
 
@@ -56,6 +59,12 @@ def _source_tables() -> list[tuple[str, str, list[str], bool]]:
     return out
 
 
+def raw_file(folder: Path, table: str) -> Path | None:
+    """The raw file of one source table in its module folder (parquet, then .csv.gz, then .csv), or None: the one
+    discovery rule in Python, the same as the dbt on-run-start hook `register_mimic_sources()` applies in SQL."""
+    return next((p for p in (folder / f"{table}{ext}" for ext in RAW_FILE_EXTENSIONS) if p.exists()), None)
+
+
 def preflight(mimic_root: str | None, note_root: str | None) -> None:
     """Fail fast, naming the file and the fix, on a missing root, missing table, bad gzip or renamed column."""
     if not mimic_root:
@@ -66,10 +75,9 @@ def preflight(mimic_root: str | None, note_root: str | None) -> None:
     root = Path(mimic_root)
     if not (root / "hosp").is_dir():
         raise InputDataError(f"MIMIC_ROOT={root} has no hosp/ folder; it must be the folder that holds hosp/ and icu/")
-    for module, table, cols, optional in _source_tables():
+    for module, table, cols, optional in source_tables():
         folder = Path(note_root) if module == "note" and note_root else root / module
-        candidates = [folder / f"{table}{ext}" for ext in (".parquet", ".csv.gz", ".csv")]
-        path = next((p for p in candidates if p.exists()), None)
+        path = raw_file(folder, table)
         if path is None:
             if optional:
                 continue
