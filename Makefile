@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train gpu-kit gpu-report clean
+        demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu gpu-kit gpu-report clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -124,6 +124,9 @@ bench-synthesis: $(STAMP) ## synthesis rows/s on the demo and the 20x demo; LLM 
 
 bench-llm: $(STAMP) ## LLM client: transformers backend vs naive loop, openai backend at concurrency 1/4/16, cached re-run (ARGS="--gpu" on a GPU)
 	$(PY) bench/bench_llm.py $(ARGS)
+
+bench-real-cpu: $(STAMP) ## SmolLM2 on the demo-real set, CPU: our trainer vs HF Trainer + padding (tok/s, peak RSS); batched vs per-prompt generation
+	$(PY) bench/bench_real_cpu.py $(ARGS)
 
 bench-train: $(STAMP) ## training speed on a GPU (ours vs HF Trainer + padding): make bench-train ARGS="speed --size 1b"
 	$(PY) bench/bench_train.py $(or $(ARGS),speed --size 1b)
