@@ -18,6 +18,8 @@ SOURCES_YML = DBT_PROJECT_DIR / "models" / "results" / "_evaluation__sources.yml
 EVAL_RUNS, PREDICTIONS, SCORES, TASK_METRICS, COMPARISONS = (
     "evaluation.eval_runs", "evaluation.predictions", "evaluation.scores", "evaluation.task_metrics",
     "evaluation.comparisons")
+CALIBRATION_BINS, SUBGROUP_METRICS, SAMPLES = (
+    "evaluation.calibration_bins", "evaluation.subgroup_metrics", "evaluation.samples")
 
 
 @functools.lru_cache(maxsize=1)
