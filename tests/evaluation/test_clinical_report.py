@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import duckdb
 import numpy as np
@@ -104,9 +103,7 @@ def _spec_body(**over):
     return body
 
 
-@pytest.fixture(scope="module")
-def evaluated(eval_warehouse_base, dbt_env, tmp_path_factory):
-    """A private copy of the evaluation fixture warehouse with one finished run of the spec above + results marts."""
+def _run(eval_warehouse_base, tmp_path_factory, body) -> tuple:
     from evaluation.runner import evaluate
     from evaluation.spec import EvalSpec
 
@@ -114,11 +111,27 @@ def evaluated(eval_warehouse_base, dbt_env, tmp_path_factory):
     shutil.copy(eval_warehouse_base, path)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EHRFORGE_DUCKDB", str(path))
-        t0 = time.perf_counter()
-        [summary] = evaluate(EvalSpec.model_validate(_spec_body()), progress=False)
-        print(f"clinical evaluation: {time.perf_counter() - t0:.1f}s")
+        [summary] = evaluate(EvalSpec.model_validate(body), progress=False)
     assert summary.status == "succeeded"
     return path, summary.run_id
+
+
+@pytest.fixture(scope="module")
+def scored(eval_warehouse_base, tmp_path_factory):
+    """Fast: the yes/no tasks only (P("yes") by choice scoring, no generation), no consistency, no dbt step."""
+    path, run_id = _run(eval_warehouse_base, tmp_path_factory, _spec_body(
+        data={"dataset": DATASET, "split": "test", "tasks": ["in_hospital_mortality", "los_gt_3d"],
+              "subset": {"n_per_task": 12, "seed": 0}},
+        consistency={"n_samples": 0}, build_results=False))
+    c = duckdb.connect(str(path), read_only=True)
+    yield c, run_id
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def evaluated(eval_warehouse_base, dbt_env, tmp_path_factory):
+    """Slow: four tasks with generation, consistency samples, subgroups, then the results marts (dbt)."""
+    return _run(eval_warehouse_base, tmp_path_factory, _spec_body())
 
 
 @pytest.fixture(scope="module")
@@ -134,33 +147,32 @@ def _yes_no_items(con, run_id):
     return {t: (g["p_yes"].to_numpy(), g["y"].to_numpy()) for t, g in df.groupby("task")}
 
 
-def test_calibration_figures_and_bins_come_from_the_predictions(con, evaluated):
+def test_calibration_figures_and_bins_come_from_the_predictions(scored):
     from evaluation.calibration import expected_calibration_error
 
-    run_id = evaluated[1]
+    con, run_id = scored
     figures = {(t, m): v for t, m, v in con.execute(
-        "select task, metric, value from results.results_leaderboard where run_id = ? and metric in ('brier', 'ece')",
+        "select task, metric, value from evaluation.task_metrics where run_id = ? and metric in ('brier', 'ece')",
         [run_id]).fetchall()}
     items = _yes_no_items(con, run_id)
     assert set(items) == {"in_hospital_mortality", "los_gt_3d"}
     for task, (p, y) in items.items():
         assert figures[(task, "brier")] == pytest.approx(np.mean((p - y) ** 2))
         assert figures[(task, "ece")] == pytest.approx(expected_calibration_error(p, y))
-        bins = con.execute("""select sum(n_items), max(n_task_items), count(*), min(ece), min(brier)
-                              from results.results_calibration where run_id = ? and task = ?""",
-                           [run_id, task]).fetchone()
-        assert bins[0] == bins[1] == len(p) and bins[2] >= 1
-        assert bins[3] == pytest.approx(figures[(task, "ece")]) and bins[4] == pytest.approx(figures[(task, "brier")])
+        n, n_bins, ece = con.execute("""
+            select sum(n_items), count(*), sum(n_items * abs(observed_rate - mean_predicted)) / sum(n_items)
+            from evaluation.calibration_bins where run_id = ? and task = ?""", [run_id, task]).fetchone()
+        assert n == len(p) and n_bins >= 1 and ece == pytest.approx(figures[(task, "ece")])
 
 
-def test_meds_evaluation_scores_equal_ours(con, evaluated, tmp_path):
+def test_meds_evaluation_scores_equal_ours(scored, tmp_path):
     pytest.importorskip("meds_evaluation")
     import polars as pl
     from meds_evaluation.evaluate import evaluate_binary_classification
 
     from meds_export.predictions import export_predictions
 
-    run_id = evaluated[1]
+    con, run_id = scored
     written = export_predictions(con, tmp_path, [run_id])
     assert {p.stem for p in written} == {"in_hospital_mortality", "los_gt_3d"}
     ours = {(t, m): v for t, m, v in con.execute(
@@ -180,32 +192,48 @@ def test_meds_evaluation_scores_equal_ours(con, evaluated, tmp_path):
         assert theirs["binary_accuracy"] == pytest.approx(ours[(task, "accuracy")], **tol)
         assert theirs["brier_score"] == pytest.approx(ours[(task, "brier")], **tol)
         # their calibration_error is the unweighted mean gap over the same non-empty bins
-        gaps = [g for (g,) in con.execute("select abs(calibration_gap) from results.results_calibration "
+        gaps = [g for (g,) in con.execute("select abs(observed_rate - mean_predicted) from evaluation.calibration_bins "
                                           "where run_id = ? and task = ?", [run_id, task]).fetchall()]
         assert theirs["calibration_error"] == pytest.approx(np.mean(gaps), **tol)
 
 
-def test_subgroups_partition_the_items_and_flag_the_largest_gap(con, evaluated):
-    run_id = evaluated[1]
+def test_subgroups_partition_the_items_with_the_metric_per_subgroup(scored):
+    con, run_id = scored
     # each attribute's subgroups partition the task's items (mean metrics: every scored item counts once)
     bad = con.execute("""
         select count(*) from (
             select s.task, s.metric, s.attribute, sum(s.n_items) as n_sub, any_value(m.n_items) as n_task
-            from results.results_subgroups s join evaluation.task_metrics m using (run_id, task, metric)
+            from evaluation.subgroup_metrics s join evaluation.task_metrics m using (run_id, task, metric)
             where s.run_id = ? and s.aggregation = 'mean' group by all) where n_sub <> n_task""", [run_id]).fetchone()[0]
     assert bad == 0
-    assert con.execute("select list(distinct attribute order by attribute) from results.results_subgroups "
+    assert con.execute("select list(distinct attribute order by attribute) from evaluation.subgroup_metrics "
                        "where run_id = ?", [run_id]).fetchone()[0] == ["age_band", "insurance", "race", "sex"]
-    # a subgroup's figure is the mean of its items' scores, subgroup read from dim_admissions independently
-    sex = dict(con.execute("""
-        select a.gender, avg(s.value) from evaluation.scores s
-        join synthesis.instructions i using (instruction_id) join marts.dim_admissions a on a.hadm_id = i.hadm_id
-        where s.run_id = ? and s.task = 'length_of_stay' and s.metric = 'numeric_match' and s.value is not null
-        group by 1""", [run_id]).fetchall())
-    got = dict(con.execute("""select subgroup, value from results.results_subgroups where run_id = ?
-                              and task = 'length_of_stay' and metric = 'numeric_match' and attribute = 'sex'""",
-                           [run_id]).fetchall())
-    assert got == pytest.approx(sex)
+    # a subgroup's figure is its items' figure, the subgroup read from dim_admissions independently
+    for metric in ("brier", "auroc"):
+        rows = con.execute(f"""
+            select a.age_band, list(s.value order by s.instruction_id), list(s.label order by s.instruction_id)
+            from evaluation.scores s join synthesis.instructions i using (instruction_id)
+            join marts.dim_admissions a on a.hadm_id = i.hadm_id
+            where s.run_id = ? and s.task = 'los_gt_3d' and s.metric = ? and s.value is not null
+            group by 1""", [run_id, metric]).fetchall()
+        got = dict(con.execute("""select subgroup, value from evaluation.subgroup_metrics where run_id = ?
+                                  and task = 'los_gt_3d' and metric = ? and attribute = 'age_band'""",
+                               [run_id, metric]).fetchall())
+        assert set(got) == {band for band, _, _ in rows}
+        from sklearn.metrics import roc_auc_score
+
+        for band, values, labels in rows:
+            if metric == "brier":
+                assert got[band] == pytest.approx(np.mean(values))
+            elif len(set(labels)) == 2:
+                assert got[band] == pytest.approx(roc_auc_score(labels, values))
+            else:
+                assert got[band] is None or got[band] != got[band]  # one class: AUROC undefined
+
+
+@pytest.mark.slow
+def test_results_subgroups_flag_the_largest_gap(con, evaluated):
+    run_id = evaluated[1]
     # per run, task and metric: the flagged attribute is the one with the largest gap, and it is best - worst
     groups = con.execute("""
         select task, metric, attribute, any_value(attribute_gap), bool_or(is_largest_gap),
@@ -230,6 +258,7 @@ def test_subgroups_partition_the_items_and_flag_the_largest_gap(con, evaluated):
     assert n_flagged > 0
 
 
+@pytest.mark.slow
 def test_consistency_samples_give_pass_at_k_and_pass_hat_k(con, evaluated):
     from evaluation.consistency import pass_at_k, pass_hat_k
 
@@ -254,6 +283,7 @@ def test_consistency_samples_give_pass_at_k_and_pass_hat_k(con, evaluated):
     assert board == 2 * 4
 
 
+@pytest.mark.slow
 def test_report_shows_calibration_subgroups_and_consistency(evaluated, tmp_path, monkeypatch):
     from evaluation.report import main
 

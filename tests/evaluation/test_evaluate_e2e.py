@@ -96,7 +96,9 @@ def test_evaluate_writes_tables_and_marts_then_reuses_cache(eval_warehouse, dbt_
         judge = con.execute("select details from evaluation.scores where metric = 'judge_score' limit 1").fetchone()[0]
         assert "ref_first" in judge and "cand_first" in judge  # both answer orders were asked
         before = {t: _count(con, t) for t in ("evaluation.predictions", "evaluation.scores", "evaluation.task_metrics",
-                                              "evaluation.eval_runs", "evaluation.comparisons", "llm.calls")}
+                                              "evaluation.eval_runs", "evaluation.comparisons", "llm.calls",
+                                              "evaluation.calibration_bins", "evaluation.subgroup_metrics")}
+        assert before["evaluation.calibration_bins"] > 0 and before["evaluation.subgroup_metrics"] > 0
 
     # the same spec again: every call from the cache, same run ids, no duplicated row
     second = evaluate(spec, progress=False)
