@@ -147,14 +147,16 @@ def _clinical_sections(plt, spec: str, sb: pd.DataFrame, calib: pd.DataFrame, su
                                                           | sg["is_best_subgroup"].astype(bool))]
         flagged = flagged.merge(heads, on=["run_id", "task", "metric"])
         if not flagged.empty:
-            worst = flagged[flagged["is_worst_subgroup"].astype(bool)].set_index(["run_id", "task", "metric"])
-            best = flagged[flagged["is_best_subgroup"].astype(bool)].set_index(["run_id", "task", "metric"])
-            rows = worst.join(best[["subgroup", "value", "ci_low", "ci_high", "n_items"]], rsuffix="_best",
-                              how="inner").reset_index()
-            rows = rows.rename(columns={"subgroup": "worst_subgroup", "value": "worst_value", "ci_low": "worst_ci_low",
-                                        "ci_high": "worst_ci_high", "n_items": "worst_n", "subgroup_best":
-                                        "best_subgroup", "value_best": "best_value", "n_items_best": "best_n"})
-            rows = rows.drop_duplicates(["run_id", "task", "metric"]).sort_values(["task", "metric", "model_name"])
+            # attributes tied for the largest gap (e.g. two that split the items the same way): the first one shown
+            key = ["run_id", "task", "metric", "attribute"]
+            worst = flagged[flagged["is_worst_subgroup"].astype(bool)]
+            best = flagged[flagged["is_best_subgroup"].astype(bool)][key + ["subgroup", "value", "n_items"]]
+            rows = worst.merge(best, on=key, suffixes=("", "_best"))
+            rows = rows.rename(columns={"subgroup": "worst_subgroup", "value": "worst_value", "n_items": "worst_n",
+                                        "subgroup_best": "best_subgroup", "value_best": "best_value",
+                                        "n_items_best": "best_n"})
+            rows = (rows.sort_values(key + ["worst_subgroup", "best_subgroup"])
+                    .drop_duplicates(["run_id", "task", "metric"]).sort_values(["task", "metric", "model_name"]))
             parts.append("<h3>subgroups: the largest gap</h3><p>Per model, task and metric, the attribute (sex, age "
                          "band, race, insurance of the admission) whose best and worst subgroup differ most, with "
                          "bootstrap 95% CIs; <code>is_gap_ci_disjoint</code>: the two intervals do not overlap. "

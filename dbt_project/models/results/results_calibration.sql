@@ -44,7 +44,7 @@ select
     b.mean_predicted,
     b.observed_rate,
     b.observed_rate - b.mean_predicted as calibration_gap,
-    sum(b.n_items) over (partition by r.run_id, b.task) as n_task_items,
+    cast(sum(b.n_items) over (partition by r.run_id, b.task) as integer) as n_task_items,
     f.brier,
     f.brier_ci_low,
     f.brier_ci_high,
