@@ -8,9 +8,9 @@ its point estimate and, optionally, a vectorised estimate over many resamples), 
     @register_aggregation("auroc", needs_labels=True, batch=_auroc_batch)
     def auroc(values, labels): ...
 
-`mean` ignores items whose value is None; label-based ones (`auroc`, `auprc`) use items with both a value
-(P("yes")) and a label and are undefined (None) when only one class is present (in the data, or in a
-resample: those are dropped).
+`mean` ignores items whose value is None; label-based ones (`auroc`, `auprc`, `ece`) use items with both a value
+(P("yes")) and a label; the ranking ones are undefined (None) when only one class is present (in the data, or in a
+resample: those are dropped), `ece` (calibration) is defined with one class too.
 """
 
 from __future__ import annotations
@@ -27,11 +27,15 @@ class Aggregation:
     point_fn: Callable[[np.ndarray, np.ndarray | None], float]
     needs_labels: bool
     batch_fn: Callable[[np.ndarray, np.ndarray | None, np.ndarray], np.ndarray] | None = None
+    needs_both_classes: bool | None = None  # default: = needs_labels (a ranking figure needs both classes)
 
     def point(self, values: np.ndarray, labels: np.ndarray | None) -> float | None:
         if len(values) == 0:
             return None
-        if self.needs_labels and (labels is None or len(np.unique(labels)) < 2):
+        if self.needs_labels and labels is None:
+            return None
+        both = self.needs_labels if self.needs_both_classes is None else self.needs_both_classes
+        if both and len(np.unique(labels)) < 2:
             return None
         return float(self.point_fn(values, labels))
 
@@ -46,11 +50,11 @@ class Aggregation:
 AGGREGATIONS: dict[str, Aggregation] = {}
 
 
-def register_aggregation(name: str, *, needs_labels: bool, batch=None):
+def register_aggregation(name: str, *, needs_labels: bool, batch=None, needs_both_classes: bool | None = None):
     def wrap(fn):
         if name in AGGREGATIONS and AGGREGATIONS[name].point_fn is not fn:
             raise ValueError(f"aggregation {name!r} registered twice")
-        AGGREGATIONS[name] = Aggregation(name, fn, needs_labels, batch)
+        AGGREGATIONS[name] = Aggregation(name, fn, needs_labels, batch, needs_both_classes)
         return fn
 
     return wrap
@@ -90,11 +94,47 @@ def auroc(values: np.ndarray, labels: np.ndarray) -> float:
     return roc_auc_score(labels, values)
 
 
-@register_aggregation("auprc", needs_labels=True)
+def _auprc_batch(values: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Average precision of many resamples at once, as scikit-learn computes it (sum over distinct thresholds of
+    recall increase x precision, tied scores forming one threshold); NaN where one class."""
+    v = values[idx]
+    y = labels[idx].astype(float)
+    order = np.argsort(-v, axis=1, kind="stable")
+    v = np.take_along_axis(v, order, axis=1)
+    y = np.take_along_axis(y, order, axis=1)
+    tp = np.cumsum(y, axis=1)
+    n_pos = tp[:, -1]
+    last = np.ones_like(v, dtype=bool)          # the last item of each run of tied scores is a threshold
+    last[:, :-1] = v[:, :-1] != v[:, 1:]
+    at = np.where(last, tp, 0.0)
+    prev = np.zeros_like(at)
+    prev[:, 1:] = np.maximum.accumulate(at, axis=1)[:, :-1]
+    precision = tp / np.arange(1, v.shape[1] + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(last, (tp - prev) * precision, 0.0).sum(axis=1) / n_pos
+    out[(n_pos == 0) | (n_pos == v.shape[1])] = np.nan
+    return out
+
+
+@register_aggregation("auprc", needs_labels=True, batch=_auprc_batch)
 def auprc(values: np.ndarray, labels: np.ndarray) -> float:
     from sklearn.metrics import average_precision_score
 
     return average_precision_score(labels, values)
+
+
+def _ece_batch(values: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    from evaluation.calibration import ece_batch
+
+    return ece_batch(values, labels, idx)
+
+
+@register_aggregation("ece", needs_labels=True, batch=_ece_batch, needs_both_classes=False)
+def ece(values: np.ndarray, labels: np.ndarray) -> float:
+    """Expected calibration error of P("yes") (evaluation.calibration: 10 equal-width bins, count-weighted)."""
+    from evaluation.calibration import expected_calibration_error
+
+    return expected_calibration_error(values, labels)
 
 
 def aggregate_with_ci(

@@ -2,9 +2,11 @@
 
     python -m evaluation.report [--spec demo] [--out reports]        # = make report
 
-Reads results.results_leaderboard and results.results_finetune_vs_base (run `make evaluate` first). For every spec,
-its latest version and data version: a leaderboard plot (the headline metric of each task, one bar per model, 95%
-CI whiskers), one plot per task (every metric), the fine-tune vs base deltas, and the tables behind them.
+Reads results.results_leaderboard, results_finetune_vs_base, results_calibration and results_subgroups (run
+`make evaluate` first). For every spec, its latest version and data version: a leaderboard plot (the headline metric
+of each task, one bar per model, 95% CI whiskers), one plot per task (every metric), the fine-tune vs base deltas,
+calibration (reliability diagram, Brier, ECE), subgroups (the largest gap per task and metric), consistency
+(pass@k, pass^k of sampled answers), and the tables behind them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 HEADLINE = ["auroc", "numeric_match", "set_f1", "judge_score", "rouge_l", "accuracy", "exact_match"]
 LEADERBOARD = "results.results_leaderboard"
 COMPARISON = "results.results_finetune_vs_base"
+CALIBRATION = "results.results_calibration"
+SUBGROUPS = "results.results_subgroups"
+CONSISTENCY_METRICS = ("pass_at_k", "pass_hat_k")
 
 
 def load(con, spec: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -45,6 +50,21 @@ def load(con, spec: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     cmp = con.execute(f"select * from {COMPARISON}").df().merge(latest, on=["spec_name", "spec_version",
                                                                              "data_version"])
     return board, cmp
+
+
+def load_clinical(con, board: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Calibration and subgroup rows of the runs on the board (empty frames on a warehouse built before them)."""
+    from ehrforge import warehouse
+
+    runs = list(board["run_id"].unique())
+    out = []
+    for table in (CALIBRATION, SUBGROUPS):
+        if warehouse.table_exists(con, table):
+            out.append(con.execute(f"select * from {table} where run_id in (select unnest(?::varchar[]))",
+                                   [runs]).df())
+        else:
+            out.append(pd.DataFrame(columns=["spec_name", "run_id"]))
+    return out[0], out[1]
 
 
 def headline(metrics: list[str]) -> str:
@@ -86,7 +106,75 @@ def _table(df: pd.DataFrame, cols: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def render(board: pd.DataFrame, cmp: pd.DataFrame, out: Path) -> Path:
+def _reliability(plt, cb: pd.DataFrame, spec: str, out: Path) -> str:
+    """One panel per yes/no task: observed rate against mean P("yes") per bin, one line per model."""
+    tasks = sorted(cb["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
+        for model, g in cb[cb["task"] == task].groupby("model_name"):
+            g = g.sort_values("bin_index")
+            ax.plot(g["mean_predicted"], g["observed_rate"], marker="o", label=f"{model} (ECE {g['ece'].iloc[0]:.2f})"
+                    if pd.notna(g["ece"].iloc[0]) else model)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel('mean P("yes")', fontsize=8)
+        ax.set_ylabel("observed rate of yes", fontsize=8)
+        ax.set_title(task, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = f"calibration_{_slug(spec)}.png"
+    fig.savefig(out / name, dpi=100)
+    plt.close(fig)
+    return name
+
+
+def _clinical_sections(plt, spec: str, sb: pd.DataFrame, calib: pd.DataFrame, sub: pd.DataFrame, out: Path) -> list[str]:
+    parts = []
+    cb = calib[calib["run_id"].isin(sb["run_id"])] if not calib.empty else calib
+    if not cb.empty:
+        parts.append("<h3>calibration</h3><p>Reliability diagram (10 equal-width bins of P(\"yes\"); the diagonal is "
+                     "perfect calibration), Brier score and expected calibration error (lower is better) with "
+                     "bootstrap 95% CIs.</p>")
+        parts.append(f"<img src='{_reliability(plt, cb, spec, out)}' alt='reliability diagram'>")
+        figs = cb.drop_duplicates(["run_id", "task"]).sort_values(["task", "model_name"])
+        parts.append(_table(figs, ["task", "model_name", "n_task_items", "brier", "brier_ci_low", "brier_ci_high",
+                                   "ece", "ece_ci_low", "ece_ci_high"]))
+    sg = sub[sub["run_id"].isin(sb["run_id"])] if not sub.empty else sub
+    if not sg.empty:
+        heads = sb[["run_id", "task", "metric"]]
+        flagged = sg[sg["is_largest_gap"].astype(bool) & (sg["is_worst_subgroup"].astype(bool)
+                                                          | sg["is_best_subgroup"].astype(bool))]
+        flagged = flagged.merge(heads, on=["run_id", "task", "metric"])
+        if not flagged.empty:
+            # attributes tied for the largest gap (e.g. two that split the items the same way): the first one shown
+            key = ["run_id", "task", "metric", "attribute"]
+            worst = flagged[flagged["is_worst_subgroup"].astype(bool)]
+            best = flagged[flagged["is_best_subgroup"].astype(bool)][key + ["subgroup", "value", "n_items"]]
+            rows = worst.merge(best, on=key, suffixes=("", "_best"))
+            rows = rows.rename(columns={"subgroup": "worst_subgroup", "value": "worst_value", "n_items": "worst_n",
+                                        "subgroup_best": "best_subgroup", "value_best": "best_value",
+                                        "n_items_best": "best_n"})
+            rows = (rows.sort_values(key + ["worst_subgroup", "best_subgroup"])
+                    .drop_duplicates(["run_id", "task", "metric"]).sort_values(["task", "metric", "model_name"]))
+            parts.append("<h3>subgroups: the largest gap</h3><p>Per model, task and metric, the attribute (sex, age "
+                         "band, race, insurance of the admission) whose best and worst subgroup differ most, with "
+                         "bootstrap 95% CIs; <code>is_gap_ci_disjoint</code>: the two intervals do not overlap. "
+                         "Every subgroup: <code>results.results_subgroups</code>.</p>")
+            parts.append(_table(rows, ["task", "metric", "model_name", "attribute", "attribute_gap", "worst_subgroup",
+                                       "worst_value", "worst_n", "best_subgroup", "best_value", "best_n",
+                                       "is_gap_ci_disjoint"]))
+    cons = sb[sb["metric"].isin(CONSISTENCY_METRICS)]
+    if not cons.empty:
+        wide = cons.pivot_table(index=["task", "model_name"], columns="metric", values="value").reset_index()
+        parts.append("<h3>consistency of sampled answers</h3><p>k seeded samples per item: pass@k (at least one of "
+                     "k right) and pass^k (all k right); a reliable model has pass^k close to pass@k.</p>")
+        parts.append(_table(wide, ["task", "model_name", *[m for m in CONSISTENCY_METRICS if m in wide.columns]]))
+    return parts
+
+
+def render(board: pd.DataFrame, cmp: pd.DataFrame, out: Path, calib: pd.DataFrame | None = None,
+           sub: pd.DataFrame | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,6 +234,8 @@ def render(board: pd.DataFrame, cmp: pd.DataFrame, out: Path) -> Path:
             parts.append(_table(cb, ["finetune_model", "base_model", "task", "metric", "finetune_value", "base_value",
                                      "delta", "is_improved", "is_ci_disjoint", "n_paired", "n_finetune_higher",
                                      "n_base_higher"]))
+        parts += _clinical_sections(plt, spec, sb, pd.DataFrame() if calib is None else calib,
+                                    pd.DataFrame() if sub is None else sub, out)
     parts.append("</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts))
@@ -164,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with warehouse.session(read_only=True, wait_s=30) as con:
             board, cmp = load(con, args.spec)
-        index = render(board, cmp, Path(args.out))
+            calib, sub = load_clinical(con, board)
+        index = render(board, cmp, Path(args.out), calib, sub)
     except EhrforgeError as exc:
         sys.exit(f"error: {exc}")
     n_png = len(list(Path(args.out).glob("*.png")))

@@ -7,7 +7,7 @@ One eval run per (spec, model): run_id = eval-<hash of the spec without the othe
 paths and weight fingerprint, and the data version>, so re-running the same spec on the same data and weights
 replaces that run's rows (and every LLM call is answered from llm.calls), while a retrained adapter, a new data
 version or a bumped spec version makes a new run next to the old one.
-Write order: predictions, scores, task_metrics, then eval_runs; the results marts read eval_runs first, so a run
+Write order: predictions, scores, task_metrics, calibration_bins, subgroup_metrics, samples, then eval_runs; the results marts read eval_runs first, so a run
 that died before its last write is invisible there until it is re-run.
 """
 
@@ -24,7 +24,8 @@ import pandas as pd
 
 from ehrforge import tables, warehouse
 from ehrforge.config import config_hash
-from evaluation.tables import COMPARISONS, EVAL_RUNS, EVALUATION_TABLES, PREDICTIONS, SCORES, TASK_METRICS
+from evaluation.tables import (CALIBRATION_BINS, COMPARISONS, EVAL_RUNS, EVALUATION_TABLES, PREDICTIONS, SAMPLES, SCORES,
+                               SUBGROUP_METRICS, TASK_METRICS)
 from evaluation.aggregate import aggregate_with_ci
 from evaluation.data import load_items
 from evaluation.metrics import MetricInput, get_metric, judge_metrics
@@ -162,6 +163,18 @@ def task_metric_rows(score_rows: list[dict], spec: EvalSpec) -> list[dict]:
     return out
 
 
+def calibration_rows(items: pd.DataFrame, p_yes: list[float | None]) -> list[dict]:
+    """Reliability-diagram bins (evaluation.calibration) per task, over the yes/no items with a P("yes")."""
+    from evaluation.calibration import reliability_bins
+
+    df = items.assign(x_p=p_yes)
+    df = df[(df["answer_type"] == "yes_no") & df["x_p"].notna()]
+    df = df.assign(x_y=[yes_no(str(a)) for a in df["answer"]])
+    df = df[df["x_y"].notna()]
+    return [{"task": task, **b} for task, g in df.groupby("task", sort=True)
+            for b in reliability_bins(g["x_p"].to_numpy(float), g["x_y"].to_numpy(float))]
+
+
 def evaluate_model(con, spec: EvalSpec, model: ResolvedModel, items: pd.DataFrame, data_version: str,
                    progress: bool = True) -> ModelSummary:
     config = run_config(spec, model, data_version)
@@ -194,9 +207,20 @@ def _evaluate_model(con, spec, model, items, data_version, progress, config, run
             from evaluation.judges.runner import judge_reliability
 
             judge = judge_reliability([json.loads(r["details"]) for r in jrows if r["metric"] == "judge_score"])
+    samples = []
+    if model.kind != "baseline" and spec.consistency.n_samples:
+        from evaluation.consistency import sample_and_score
+
+        samples, consistency_rows = sample_and_score(items, spec, model, con, run, progress)
+        scores += consistency_rows
     metrics = task_metric_rows(scores, spec)
+    calibration = calibration_rows(items, p_yes)
+    from evaluation.subgroups import subgroup_rows
+
+    subgroups = subgroup_rows(con, items, scores, spec)
     wall = time.perf_counter() - t0
-    n_failed = sum(not r.ok for r in responses)
+    # a failed sample leaves its item's pass@k / pass^k empty: the run is incomplete, like a failed generation
+    n_failed = sum(not r.ok for r in responses) + sum(s["error"] is not None for s in samples)
     common = {"spec_name": spec.name, "spec_version": spec.version}
     pred_rows = [{
         **common, "instruction_id": it.instruction_id, "task": it.task,
@@ -222,6 +246,9 @@ def _evaluate_model(con, spec, model, items, data_version, progress, config, run
     warehouse.write_table(con, SCORES, tables.frame(SCORES, [{**common, **r} for r in scores]), run)
     warehouse.write_table(con, TASK_METRICS,
                           tables.frame(TASK_METRICS, [{**common, **r} for r in metrics]), run)
+    for table, rows in ((CALIBRATION_BINS, calibration), (SUBGROUP_METRICS, subgroups),
+                        (SAMPLES, samples)):
+        warehouse.write_table(con, table, tables.frame(table, [{**common, **r} for r in rows]), run)
     warehouse.write_table(con, EVAL_RUNS, tables.frame(EVAL_RUNS, [run_row]), run)
     warehouse.finish_run(con, run, status)
     if n_failed:

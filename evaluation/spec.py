@@ -120,6 +120,44 @@ class BootstrapSpec(BaseModel):
     seed: int = 0
 
 
+SUBGROUP_ATTRIBUTES = ("sex", "age_band", "race", "insurance")  # columns of marts.dim_admissions (see subgroups.py)
+
+
+class SubgroupSpec(BaseModel):
+    """Every task figure again per subgroup of the item's admission (marts.dim_admissions), with bootstrap CIs;
+    the results mart flags the attribute with the largest gap between its best and worst subgroup."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    attributes: list[Literal["sex", "age_band", "race", "insurance"]] = list(SUBGROUP_ATTRIBUTES)
+    min_items: int = Field(5, ge=1)   # smaller subgroups are kept but not ranked (no gap, no flag)
+
+
+class ConsistencySpec(BaseModel):
+    """k seeded samples per item (temperature > 0), each scored by a correctness metric: pass@k (at least one of
+    k right) and pass^k (all k right), unbiased estimates from n_samples draws (Chen et al. 2021; Yao et al. 2024)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_samples: int = Field(0, ge=0)   # 0: off
+    k: int | None = Field(None, ge=1)  # default: n_samples
+    temperature: float = Field(0.8, gt=0)
+    answer_types: list[str] = ["yes_no", "number", "set"]
+    # answer type -> the item metric that says whether a sample is right (value >= threshold)
+    correct_metric: dict[str, str] = {"yes_no": "exact_match", "number": "numeric_match", "set": "exact_match",
+                                      "text": "exact_match"}
+    threshold: float = 1.0
+    max_items: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _k(self) -> "ConsistencySpec":
+        if self.n_samples and self.k is not None and self.k > self.n_samples:
+            raise ValueError(f"consistency.k ({self.k}) cannot exceed consistency.n_samples ({self.n_samples})")
+        missing = [t for t in self.answer_types if t not in self.correct_metric]
+        if missing:
+            raise ValueError(f"consistency.correct_metric has no metric for answer type(s) {missing}")
+        return self
+
+
 class EvalSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -131,6 +169,8 @@ class EvalSpec(BaseModel):
     metric_params: dict[str, dict[str, Any]] = {}
     judge: JudgeSpec = JudgeSpec()
     bootstrap: BootstrapSpec = BootstrapSpec()
+    subgroups: SubgroupSpec = SubgroupSpec()
+    consistency: ConsistencySpec = ConsistencySpec()
     build_results: bool = True                 # dbt build --select results at the end
 
     @field_validator("models")
@@ -146,7 +186,9 @@ class EvalSpec(BaseModel):
         from evaluation.metrics import all_metrics
 
         known = {name for name, m in all_metrics().items() if m.kind == "item"}
-        for key, names in {**self.metrics, **{k: [k] for k in self.metric_params}}.items():
+        used = {**self.metrics, **{k: [k] for k in self.metric_params},
+                **{f"consistency.correct_metric.{t}": [m] for t, m in self.consistency.correct_metric.items()}}
+        for key, names in used.items():
             bad = [n for n in names if n not in known]
             if bad:
                 raise ValueError(f"metrics[{key}]: unknown item metric(s) {bad}; registered: {sorted(known)} "
@@ -163,6 +205,8 @@ class EvalSpec(BaseModel):
         from evaluation.judges.rubric import get_rubric
 
         body = self.model_dump(mode="json", include={"generation", "metrics", "metric_params", "bootstrap"})
+        if self.consistency.n_samples:  # only when on: fingerprints of specs written before it stay valid
+            body["consistency"] = self.consistency.model_dump(mode="json", exclude={"max_items"})
         body["system_prompt"] = self.data.system_prompt
         body["judge"] = self.judge.model_dump(mode="json", exclude={"jury", "max_items"})
         if body["judge"].get("output") == "json":  # the default: fingerprints of specs written before it stay valid

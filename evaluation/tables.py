@@ -6,4 +6,7 @@ dbt_project/models/results/_evaluation__sources.yml, and created and shaped thro
 EVAL_RUNS, PREDICTIONS, SCORES, TASK_METRICS, COMPARISONS = (
     "evaluation.eval_runs", "evaluation.predictions", "evaluation.scores", "evaluation.task_metrics",
     "evaluation.comparisons")
-EVALUATION_TABLES = (EVAL_RUNS, PREDICTIONS, SCORES, TASK_METRICS, COMPARISONS)
+CALIBRATION_BINS, SUBGROUP_METRICS, SAMPLES = (
+    "evaluation.calibration_bins", "evaluation.subgroup_metrics", "evaluation.samples")
+EVALUATION_TABLES = (EVAL_RUNS, PREDICTIONS, SCORES, TASK_METRICS, COMPARISONS, CALIBRATION_BINS, SUBGROUP_METRICS,
+                     SAMPLES)

@@ -6,7 +6,7 @@ import pytest
 
 from ehrforge.paths import REPO_ROOT
 
-JOBS = ("synthesis", "training", "evaluation", "expectations")
+JOBS = ("synthesis", "training", "evaluation", "expectations", "meds_export")
 
 
 def _imported_packages(path):

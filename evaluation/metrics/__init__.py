@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 from ehrforge.errors import ConfigError
 from evaluation.aggregate import AGGREGATIONS
 
-KINDS = ("item", "judge")
+KINDS = ("item", "judge", "consistency")  # consistency: values from evaluation.consistency
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,10 @@ def test_same_spec_again_is_answered_from_the_cache(demo_chain, chain_copy):
     from evaluation.runner import evaluate
 
     tables = ("evaluation.predictions", "evaluation.scores", "evaluation.task_metrics", "evaluation.eval_runs",
-              "evaluation.comparisons", "llm.calls")
+              "evaluation.comparisons", "llm.calls", "evaluation.calibration_bins", "evaluation.subgroup_metrics")
     with duckdb.connect(str(chain_copy), read_only=True) as con:
         before = {t: _count(con, t) for t in tables}
+    assert before["evaluation.calibration_bins"] > 0 and before["evaluation.subgroup_metrics"] > 0
     # every call from the cache, same run ids, no duplicated row (results marts not rebuilt: nothing changed)
     second = evaluate(eval_spec(build_results=False), progress=False)
     assert [s.run_id for s in second] == [s.run_id for s in demo_chain.eval_summaries]

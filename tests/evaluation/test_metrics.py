@@ -22,7 +22,9 @@ def test_registry_lists_every_metric_with_direction_and_aggregation():
             "rouge_l", "bleu", "embedding_similarity", "rouge5", "ngram8_overlap"} <= names
     assert get_metric("ngram8_overlap").higher_is_better is False
     assert get_metric("auroc").aggregation == "auroc"
-    assert set(default_metrics("yes_no")) == {"exact_match", "accuracy", "auroc", "auprc"}
+    assert set(default_metrics("yes_no")) == {"exact_match", "accuracy", "auroc", "auprc", "brier", "ece"}
+    assert get_metric("brier").higher_is_better is False and get_metric("ece").aggregation == "ece"
+    assert get_metric("pass_hat_k").kind == "consistency" and "pass_at_k" not in default_metrics("yes_no")
     with pytest.raises(Exception, match="unknown metric"):
         get_metric("nope")
 

@@ -55,6 +55,22 @@ joined as (
 )
 select
     *,
+    -- subgroups for fairness reporting (evaluation.subgroups): age bands and MIMIC's ~30 race values in 5 groups
+    case
+        when age_at_admission < 18 then '<18'
+        when age_at_admission < 45 then '18-44'
+        when age_at_admission < 65 then '45-64'
+        when age_at_admission < 80 then '65-79'
+        else '80+'
+    end as age_band,
+    case
+        when race is null or race in ('UNKNOWN', 'UNABLE TO OBTAIN', 'PATIENT DECLINED TO ANSWER') then 'Unknown'
+        when race like 'WHITE%' or race = 'PORTUGUESE' then 'White'
+        when race like 'BLACK%' then 'Black'
+        when race like 'HISPANIC%' or race = 'SOUTH AMERICAN' then 'Hispanic/Latino'
+        when race like 'ASIAN%' then 'Asian'
+        else 'Other'
+    end as race_group,
     n_icu_stays > 0 as has_icu_stay,
     n_discharge_notes > 0 as has_discharge_note,
     age_at_admission >= {{ var('cohort_min_age') }} as is_adult,

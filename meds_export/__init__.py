@@ -1,0 +1,1 @@
+"""MEDS (Medical Event Data Standard) export of the warehouse: `make export-meds` (docs/meds.md)."""
