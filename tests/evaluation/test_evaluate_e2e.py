@@ -43,9 +43,16 @@ def test_chain_evaluation_writes_tables_and_marts(demo_chain):
         assert con.execute("""select count(*) from evaluation.predictions p join marts.dim_splits s using (subject_id)
                               where s.split <> 'test'""").fetchone()[0] == 0
         metrics = {(t, m) for t, m in con.execute("select distinct task, metric from evaluation.scores").fetchall()}
-        for want in [("risk_prediction", "auroc"), ("risk_prediction", "accuracy"), ("template_qa", "numeric_match"),
-                     ("template_qa", "exact_match"), ("decision_making", "set_f1"), ("template_qa", "rouge_l"),
-                     ("template_qa", "bleu"), ("template_qa", "embedding_similarity"), ("note_generation", "rouge5"),
+        # every answer type evaluated gets its default metrics, on whichever task it was seen
+        by_type = {"yes_no": ["auroc", "accuracy", "brier"], "number": ["numeric_match", "exact_match"],
+                   "set": ["set_f1"], "text": ["rouge_l", "bleu", "embedding_similarity"]}
+        seen = con.execute("select distinct task, answer_type from evaluation.predictions").fetchall()
+        assert {a for _, a in seen} == set(by_type)
+        overridden = set(eval_spec().metrics)  # note_generation: the spec names its metrics
+        for task, answer_type in seen:
+            for metric in [] if task in overridden else by_type[answer_type]:
+                assert (task, metric) in metrics, (task, answer_type, metric)
+        for want in [("risk_prediction", "auroc"), ("decision_making", "set_f1"), ("note_generation", "rouge5"),
                      ("note_generation", "ngram8_overlap")]:
             assert want in metrics, want
         assert any(m == "judge_score" for _, m in metrics)  # on the first open-ended items (judge.max_items)
