@@ -177,6 +177,18 @@ def split_final_answer(text: str | None) -> tuple[str, str | None]:
     return reasoning, (answer or None)
 
 
+def parse_response(text: str | None) -> tuple[str | None, str]:
+    """(reasoning or None, final answer) of a model's output, as evaluation scores it and GRPO rewards it: a thinking
+    section and the lines before a final `Answer:` line are reasoning; without either, the whole text is the answer."""
+    thinking, rest = strip_thinking(text)
+    matches = list(_FINAL.finditer(rest))
+    if not matches:
+        return thinking, rest
+    last = matches[-1]
+    reasoning = "\n".join(p for p in (thinking or "", rest[: last.start()].strip()) if p).strip()
+    return (reasoning or None), last.group(1).strip().strip("*").strip()
+
+
 def format_score(text: str | None) -> float:
     """Format reward in [0, 1]: 0.5 for a final `Answer:` line with something after it, 0.5 more for some
     reasoning before it (at least 3 words); nothing may follow the answer but its own line."""

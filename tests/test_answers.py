@@ -77,3 +77,37 @@ def test_evaluation_metrics_use_the_shared_verifier():
     for it in items:
         got = get_metric(by_type[it.answer_type]).score([it])[0]
         assert got == pytest.approx(verify(it.prediction, it.reference, it.answer_type).score)
+
+
+def test_parse_response_is_what_evaluation_scores_and_grpo_rewards():
+    from ehrforge.answers import parse_response
+
+    assert parse_response("yes") == (None, "yes")
+    assert parse_response("Line one.\nLine two.") == (None, "Line one.\nLine two.")  # plain output: all of it
+    assert parse_response("K 6.1 > 5.1.\nAnswer: yes") == ("K 6.1 > 5.1.", "yes")
+    assert parse_response("<think>\nK high\n</think>\nyes") == ("K high", "yes")
+    assert parse_response("<think>K high</think>\nSo:\nAnswer: yes") == ("K high\nSo:", "yes")
+
+
+def test_evaluation_strips_reasoning_before_scoring_and_reports_its_length():
+    import pandas as pd
+
+    from evaluation.runner import score_items
+    from evaluation.spec import EvalSpec
+
+    items = pd.DataFrame([
+        {"instruction_id": "a", "task": "risk_prediction", "answer_type": "yes_no", "answer": "yes", "context": ""},
+        {"instruction_id": "b", "task": "risk_prediction", "answer_type": "yes_no",
+         "answer": "<think>\nold chain\n</think>\nno", "context": ""},   # a reasoning row: gold after its thinking
+    ])
+    spec = EvalSpec.model_validate({"name": "t", "version": 1, "data": {"dataset": "d"}, "models": [{"name": "m", "kind": "base",
+                                                                                       "path": "tiny://"}]})
+    rows = score_items(items, ["<think>\nrisk is high here\n</think>\nyes", "The record is calm.\nAnswer: no"],
+                       [None, None], spec)
+    by = {(r["instruction_id"], r["metric"]): r["value"] for r in rows}
+    assert by[("a", "exact_match")] == 1.0 and by[("b", "exact_match")] == 1.0
+    assert by[("a", "reasoning_words")] == 4.0 and by[("b", "reasoning_words")] == 4.0
+    # a plain model's outputs get no reasoning rows
+    plain = score_items(items, ["yes", "no"], [None, None], spec)
+    assert not any(r["metric"] == "reasoning_words" for r in plain)
+    assert {r["value"] for r in plain if r["metric"] == "exact_match"} == {1.0}

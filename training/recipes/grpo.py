@@ -26,7 +26,7 @@ import logging
 import time
 from pathlib import Path
 
-from ehrforge.answers import FINAL_ANSWER_PREFIX, format_score, split_final_answer, strip_thinking, verify
+from ehrforge.answers import FINAL_ANSWER_PREFIX, format_score, parse_response, strip_thinking, verify
 from ehrforge.errors import InputDataError
 from training.recipes import load_base, register_recipe
 
@@ -51,9 +51,8 @@ def _text(completion) -> str:
 
 
 def final_answer(text: str) -> str:
-    """The answer a completion gives: its `Answer:` line, else what follows a thinking section, else all of it."""
-    _, final = split_final_answer(text)
-    return final if final is not None else strip_thinking(text)[1]
+    """The answer a completion gives, exactly as evaluation reads it (ehrforge.answers.parse_response)."""
+    return parse_response(text)[1]
 
 
 def correctness(completions, answer, answer_type, **_) -> list[float]:
