@@ -140,7 +140,7 @@ class GrpoSpec(_Strict):
     correctness_weight: float = Field(1.0, ge=0, description="weight of the verifier's score in the reward")
     format_weight: float = Field(0.2, ge=0, description="weight of the format reward (reasoning + `Answer:` line)")
     system_prompt: str | None = Field(
-        None, description="default: data.system_prompt + an instruction to reason and end with `Answer: ...`")
+        None, description="default: data.system_prompt, the prompt form SFT and evaluation use")
 
 
 class OutputConfig(_Strict):

@@ -61,9 +61,12 @@ def test_prompts_come_from_train_patients_only(train_env, tmp_path):
         assert rows and meta["grpo_counts"]["train"] == len(rows)
         assert {r["subject_id"] for r in rows} <= train_ids
         assert {r["answer_type"] for r in rows} <= {"yes_no", "number", "set"}
-        # the prompt is the SFT/evaluation chat form without the answer, plus the reasoning instruction
-        assert [m["role"] for m in rows[0]["prompt"]] == ["system", "user"]
-        assert "Answer: <answer>" in rows[0]["prompt"][0]["content"]
+        # the prompt is exactly the SFT / evaluation chat form without the answer
+        from ehrforge.instructions import to_messages
+
+        first = con.execute("select * from synthesis.instructions where instruction_id = ?",
+                            [rows[0]["instruction_id"]]).df().to_dict("records")[0]
+        assert rows[0]["prompt"] == to_messages(first, cfg.data.system_prompt, with_answer=False)
         # a row labelled train whose patient is not in the train split is refused, naming the table and the fix
         sid = con.execute("select subject_id from marts.dim_splits where split = 'test' limit 1").fetchone()[0]
         con.execute("update synthesis.instructions set subject_id = ? where instruction_id = ?",

@@ -4,8 +4,8 @@
 
 EHR-R1's third stage. Prompts are the train-split rows of an instruction set (`data.dataset`, answer types
 `grpo.answer_types`; every row's split is checked against its patient's in marts.dim_splits and must be train), in
-exactly the chat form SFT and evaluation use (ehrforge.instructions.to_messages), with a system prompt that asks
-for brief reasoning and a final `Answer: ...` line. For each prompt `grpo.num_generations` completions are sampled
+exactly the chat form SFT and evaluation use (ehrforge.instructions.to_messages, the same system prompt unless
+`grpo.system_prompt` sets one). For each prompt `grpo.num_generations` completions are sampled
 and scored by two reward functions:
 
 - `correctness`: the one answer verifier shared with evaluation (ehrforge.answers.verify: yes/no polarity, numeric
@@ -13,7 +13,9 @@ and scored by two reward functions:
   after any thinking section), in [0, 1];
 - `format`: ehrforge.answers.format_score, 0.5 for a final `Answer:` line and 0.5 more for reasoning before it;
 
-weighted by `grpo.correctness_weight` / `grpo.format_weight`. With `grpo.beta > 0` the KL to the starting model
+weighted by `grpo.correctness_weight` / `grpo.format_weight`. A model that answers plainly earns no format reward
+(the same for every completion of a group, so no gradient either); one started from the reasoning SFT model
+(`<think>...</think>` answers, EHR-R1's order) earns it. With `grpo.beta > 0` the KL to the starting model
 (the base with the adapter switched off: no second copy of the weights) is part of the loss and logged. Every
 figure TRL logs (reward, rewards/<fn>/mean, kl, completion lengths, loss, ...) goes into training.reward_curve; the
 run's row is in training.runs (stage grpo) and its loss in training.loss_curve, like any run.
@@ -26,15 +28,13 @@ import logging
 import time
 from pathlib import Path
 
-from ehrforge.answers import FINAL_ANSWER_PREFIX, format_score, parse_response, strip_thinking, verify
+from ehrforge.answers import format_score, parse_response, strip_thinking, verify
 from ehrforge.errors import InputDataError
 from training.recipes import load_base, register_recipe
 
 log = logging.getLogger(__name__)
 
 PROMPTS_FILE = "grpo_train.jsonl"
-REASONING_HINT = (f" Think briefly about the record first, then give the final answer alone on the last line as "
-                  f"`{FINAL_ANSWER_PREFIX} <answer>`.")
 # log_history keys that are bookkeeping, not curves
 _NOT_CURVES = {"step", "epoch", "total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second",
                "train_loss"}
@@ -107,7 +107,8 @@ def snapshot(con, cfg, prepared: Path) -> tuple[dict, list[str]]:
             f"{len(bad)} train rows of {d.table} (dataset {d.dataset!r}) belong to patients that are not in the train "
             f"split of {d.splits_table} (e.g. {r['instruction_id']}, subject {r['subject_id']}: "
             f"{r['patient_split']!r}); GRPO prompts must come from train patients only: regenerate the dataset")
-    system = cfg.grpo.system_prompt or (d.system_prompt + REASONING_HINT)
+    # the prompt form SFT trained on and evaluation asks with (one system prompt), unless grpo.system_prompt is set
+    system = cfg.grpo.system_prompt or d.system_prompt
     rows = []
     for r in df.to_dict("records"):
         gold = strip_thinking(r["answer"])[1]  # a reasoning row's gold answer is what follows its thinking
