@@ -157,22 +157,27 @@ class ReasoningChain(Task):
     @staticmethod
     def _record_entities(ctx, parents: list[dict]) -> dict[str, dict[str, str]]:
         """parent id -> {entity_id: label} of the graph nodes the parent's record shows: entity events of the
-        admission inside the rendered window whose label appears in the context text."""
+        admission inside the rendered window (after its truncated part, before its end: never at or past a risk
+        question's prediction time) whose label appears in the context text."""
         windows = []
         for p in parents:
             win = json.loads(p["lineage"]).get("context") or {}
             if p["hadm_id"] is None or not win.get("window_start") or not win.get("window_end"):
                 continue
-            windows.append((p["instruction_id"], int(p["hadm_id"]), win["window_start"], win["window_end"]))
+            # what the record shows: after the truncated part (visible_after) and before the window's end
+            start = max(win["window_start"], win.get("visible_after") or win["window_start"])
+            windows.append((p["instruction_id"], int(p["hadm_id"]), start, win["window_end"],
+                            win.get("visible_after") is not None))
         if not windows:
             return {}
         ctx.con.register("_reasoning_windows", pd.DataFrame(
-            windows, columns=["parent_id", "hadm_id", "window_start", "window_end"]))
+            windows, columns=["parent_id", "hadm_id", "window_start", "window_end", "is_truncated"]))
         try:
             got = ctx.con.execute(
                 "select distinct w.parent_id, e.entity_id, e.entity_label from _reasoning_windows w "
                 "join marts.fct_entity_events e on e.hadm_id = w.hadm_id "
-                "and e.event_time >= w.window_start::timestamp and e.event_time <= w.window_end::timestamp "
+                "and (e.event_time > w.window_start::timestamp or (not w.is_truncated "
+                "and e.event_time = w.window_start::timestamp)) and e.event_time < w.window_end::timestamp "
                 "join marts.dim_evidence_nodes n on n.entity_id = e.entity_id "
                 "order by w.parent_id, e.entity_id").fetchall()
         finally:
