@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        export-meds export-meds-predictions demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu gpu-kit gpu-report clean
+        export-meds export-meds-predictions demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu bench-grpo gpu-kit gpu-report clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -136,6 +136,9 @@ bench-real-cpu: $(STAMP) ## SmolLM2 on the demo-real set, CPU: our trainer vs HF
 
 bench-train: $(STAMP) ## training speed on a GPU (ours vs HF Trainer + padding): make bench-train ARGS="speed --size 1b"
 	$(PY) bench/bench_train.py $(or $(ARGS),speed --size 1b)
+
+bench-grpo: $(STAMP) ## GRPO step time and generation share: make bench-grpo ARGS="--config training/configs/smollm2/135m_grpo.yaml train.max_steps=6"
+	$(PY) bench/bench_grpo.py $(ARGS)
 
 gpu-kit: $(STAMP) ## everything the one GPU call needs (lengths, items, tokenizer, wheels) into bench/out/gpu; docs/gpu.md
 	$(MAKE) --no-print-directory demo-data

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ehrforge import tables, warehouse
+from ehrforge.answers import parse_response
 from ehrforge.config import config_hash
 from evaluation.tables import (CALIBRATION_BINS, COMPARISONS, EVAL_RUNS, EVALUATION_TABLES, PREDICTIONS, SAMPLES, SCORES,
                                SUBGROUP_METRICS, TASK_METRICS)
@@ -101,15 +102,23 @@ def p_yes_of(resp, choices: list[str]) -> float | None:
 def score_items(items: pd.DataFrame, preds: list[str | None], p_yes: list[float | None], spec: EvalSpec) -> list[dict]:
     """Per-item metric rows (value None where the metric cannot score the item or generation failed)."""
     rows = []
-    items = items.assign(x_pred=preds, x_p=p_yes)
+    # A reasoning model's thinking section (and the lines before its final `Answer:` line) is stripped before
+    # scoring; its length is reported as the metric reasoning_words when any output of the run has one.
+    parsed = [parse_response(p) if isinstance(p, str) else (None, None) for p in preds]
+    has_reasoning = any(r for r, _ in parsed)
+    items = items.assign(x_pred=[a for _, a in parsed], x_reason=[r for r, _ in parsed], x_p=p_yes)
+    # the reference of a reasoning row is its answer after the thinking section
+    items["answer"] = [parse_response(str(a))[1] for a in items["answer"]]
     for (task, answer_type), grp in items.groupby(["task", "answer_type"], sort=True):
         ok = grp["x_pred"].notna().tolist()
         inputs = [MetricInput(prediction=r.x_pred if isinstance(r.x_pred, str) else "", reference=str(r.answer),
                               answer_type=answer_type,
-                              p_yes=None if pd.isna(r.x_p) else float(r.x_p), context=r.context or "")
+                              p_yes=None if pd.isna(r.x_p) else float(r.x_p), context=r.context or "",
+                              reasoning=r.x_reason if isinstance(r.x_reason, str) else None)
                   for r in grp.itertuples()]
         labels = [yes_no(str(a)) if answer_type == "yes_no" else None for a in grp["answer"]]
-        for name in spec.metrics_for(task, answer_type):
+        names = spec.metrics_for(task, answer_type)
+        for name in names + (["reasoning_words"] if has_reasoning and "reasoning_words" not in names else []):
             metric = get_metric(name)
             values = metric.score(inputs, **spec.metric_params.get(name, {}))
             for iid, v, lab, good in zip(grp["instruction_id"], values, labels, ok):

@@ -127,6 +127,22 @@ class TrainSpec(_Strict):
     dataloader_num_workers: int = Field(0, ge=0)
 
 
+class GrpoSpec(_Strict):
+    """GRPO (method grpo, stage grpo): group sampling, verifiable rewards, KL to the starting model."""
+
+    num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group)")
+    prompts_per_step: int = Field(2, ge=1, description="prompts per optimizer step (x num_generations completions)")
+    max_prompt_tokens: int = Field(768, ge=16, description="longer prompts are dropped and counted, never cut")
+    max_completion_tokens: int = Field(128, ge=4)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.04, ge=0, description="KL coefficient (0: no reference model, no KL measured)")
+    answer_types: list[Literal["yes_no", "number", "set", "text"]] = ["yes_no", "number", "set"]
+    correctness_weight: float = Field(1.0, ge=0, description="weight of the verifier's score in the reward")
+    format_weight: float = Field(0.2, ge=0, description="weight of the format reward (reasoning + `Answer:` line)")
+    system_prompt: str | None = Field(
+        None, description="default: data.system_prompt, the prompt form SFT and evaluation use")
+
+
 class OutputConfig(_Strict):
     dir: str | None = Field(None, description="default: <runs_dir>/train/<run_id>")
     merge: bool = Field(False, description="merge the adapter into a full model after training")
@@ -136,7 +152,7 @@ class OutputConfig(_Strict):
 class TrainConfig(_Strict):
     name: str = "train"
     method: str = Field("lora", description="a registered training recipe (training/recipes): lora, qlora, full, ...")
-    stages: list[Literal["cpt", "sft"]] = ["sft"]
+    stages: list[Literal["cpt", "sft", "grpo"]] = ["sft"]
     distributed: Literal["auto", "ddp", "fsdp", "zero3"] = Field(
         "auto", description="multi-process strategy; auto = the recipe's default (ddp for LoRA/QLoRA, fsdp for full)"
     )
@@ -145,6 +161,7 @@ class TrainConfig(_Strict):
     cpt: CptConfig = CptConfig()
     lora: LoraSpec = LoraSpec()
     qlora: QuantSpec = QuantSpec()
+    grpo: GrpoSpec = GrpoSpec()
     speed: SpeedConfig = SpeedConfig()
     train: TrainSpec = TrainSpec()
     output: OutputConfig = OutputConfig()
@@ -163,6 +180,14 @@ class TrainConfig(_Strict):
         if "cpt" in self.stages and self.speed.pack_tokens < self.cpt.block_size and self.speed.packing:
             raise ValueError("speed.pack_tokens must be >= cpt.block_size")
         recipe = get_recipe(self.method)
+        if recipe.stage != "sft" and self.stages != [recipe.stage]:
+            raise ValueError(f"method {self.method} trains its own stage: set stages=[{recipe.stage}] (to start from "
+                             "an SFT model, point model.base at that run's merged model)")
+        if recipe.stage == "sft" and "grpo" in self.stages:
+            raise ValueError(f"stage grpo needs method=grpo, not {self.method}")
+        if recipe.stage != "sft" and self.data.export_path:
+            raise ValueError(f"method {self.method} reads its prompts and gold answers from the warehouse; "
+                             "data.export_path is for SFT only")
         if not recipe.supports_sharding and self.distributed in ("fsdp", "zero3"):
             raise ValueError(f"{self.method} with fsdp/zero3 is not supported here; use distributed=ddp (or auto)")
         if self.train.early_stopping_patience is not None:

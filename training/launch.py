@@ -91,9 +91,13 @@ def _snapshot(cfg: TrainConfig, prepared: Path) -> tuple[dict, list[str]]:
     from ehrforge import warehouse
     from training import data as tdata
 
+    from training.recipes import get_recipe
+
     meta: dict = {}
     texts: list[str] = []
-    need_wh = "cpt" in cfg.stages or ("sft" in cfg.stages and not cfg.data.export_path)
+    recipe = get_recipe(cfg.method)
+    own_stage = recipe.snapshot is not None and recipe.stage in cfg.stages  # e.g. grpo: prompts + gold answers
+    need_wh = "cpt" in cfg.stages or own_stage or ("sft" in cfg.stages and not cfg.data.export_path)
     con = warehouse.connect(read_only=True, wait_s=30) if need_wh else None
     try:
         if con is not None:
@@ -107,6 +111,10 @@ def _snapshot(cfg: TrainConfig, prepared: Path) -> tuple[dict, list[str]]:
                 _write_jsonl(prepared / f"sft_{split}.jsonl", inst.splits.get(split, []))
             meta.update(sft_data_version=inst.data_version, sft_source=inst.source, sft_counts=inst.counts())
             texts += [m["content"] for r in inst.splits["train"] for m in r["messages"]]
+        if own_stage:
+            stage_meta, stage_texts = recipe.snapshot(con, cfg, prepared)
+            meta.update(stage_meta)
+            texts += stage_texts
         if "cpt" in cfg.stages:
             notes = tdata.load_train_notes(con, cfg.cpt, cfg.data.splits_table)
             train, val = _split_notes_by_patient(notes, cfg.cpt.val_fraction)

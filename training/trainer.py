@@ -592,7 +592,9 @@ def run_stages(run_dir: Path, callbacks: list | None = None) -> list[dict]:
             s = json.loads(done.read_text())
             log.info("stage %s already done; reusing %s", stage, s.get("merged_path") or s["output_path"])
         else:
-            s = run_stage(cfg, stage, base, Path(run_dir), callbacks)
+            recipe = get_recipe(cfg.method)
+            runner = recipe.run_stage if recipe.run_stage is not None and stage == recipe.stage else run_stage
+            s = runner(cfg, stage, base, Path(run_dir), callbacks)
         summaries.append(s)
         base = s.get("merged_path") or s["output_path"]
     return summaries

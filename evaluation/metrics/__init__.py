@@ -35,6 +35,8 @@ class MetricInput:
     answer_type: str = "text"
     p_yes: float | None = None      # P("yes") for yes/no items (choice scoring / logprobs)
     context: str = ""               # the record the model was given (privacy metrics compare against it)
+    reasoning: str | None = None    # the output's thinking section / lines before its `Answer:` line (stripped
+                                    # from `prediction` before scoring: ehrforge.answers.parse_response)
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,25 @@ class Recipe:
     default_distributed: Literal["ddp", "fsdp", "zero3"]
     supports_sharding: bool = True                     # False: fsdp / zero3 refused at config time
     description: str = ""
+    # A method with its own training loop (GRPO) trains its own stage: `snapshot(con, cfg, prepared) -> (meta,
+    # texts)` writes its data into the prepared folder (launch, one process), `run_stage(cfg, stage, base_path,
+    # run_dir, callbacks) -> summary` trains it (trainer, every process). None: the SFT / CPT loop of the trainer.
+    stage: str = "sft"
+    snapshot: Callable | None = None
+    run_stage: Callable | None = None
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
 def register_recipe(name: str, *, is_adapter: bool, default_distributed: Literal["ddp", "fsdp", "zero3"],
-                    supports_sharding: bool = True, description: str = ""):
+                    supports_sharding: bool = True, description: str = "", stage: str = "sft",
+                    snapshot: Callable | None = None, run_stage: Callable | None = None):
     def wrap(prepare):
         if name in RECIPES and RECIPES[name].prepare is not prepare:
             raise ValueError(f"training recipe {name!r} registered twice")
-        RECIPES[name] = Recipe(name, prepare, is_adapter, default_distributed, supports_sharding, description)
+        RECIPES[name] = Recipe(name, prepare, is_adapter, default_distributed, supports_sharding, description,
+                               stage, snapshot, run_stage)
         return prepare
 
     return wrap
