@@ -109,6 +109,7 @@ def test_truncated_gzip_stops_build_naming_file(linked_demo_copy, tmp_path, mimi
         assert warehouse.fetch_one(con, "select status from meta.dbt_builds") == ("failed",)
 
 
+@pytest.mark.slow
 def test_failed_build_is_recorded_and_marts_are_refused(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """A value that cannot be typed fails a model mid-build; the failure is recorded in meta.dbt_builds and Python
     jobs refuse the marts instead of reading a half-built warehouse."""

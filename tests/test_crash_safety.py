@@ -64,6 +64,7 @@ def test_synthesis_training_and_evaluation_refuse_an_unfinished_or_failed_build(
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.jsonl"))
 
 
+@pytest.mark.slow
 def test_a_results_only_build_needs_no_raw_files_and_does_not_bless_failed_marts(warehouse_copy, dbt_env, tmp_path,
                                                                                  monkeypatch):
     """`dbt build --select source:evaluation+` (evaluation's results step) without MIMIC_ROOT, and run from another
@@ -179,6 +180,7 @@ def test_a_header_only_table_fails_whatever_the_data_size(linked_demo_copy, tmp_
         preflight(str(root), None)
 
 
+@pytest.mark.slow
 def test_dbt_itself_stops_on_a_header_only_table(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """`dbt build` without the Python preflight stops in the source hook with the same message (full-size checks
     such as the demo row counts are off on a full copy, so they cannot be what catches it)."""
@@ -192,6 +194,7 @@ def test_dbt_itself_stops_on_a_header_only_table(linked_demo_copy, tmp_path, mim
         run_dbt(["run", "--select", "stg_mimic_icu__icustays", "--quiet"])
 
 
+@pytest.mark.slow
 def test_impossible_admission_times_warn_are_flagged_and_get_no_time_label(warehouse_copy, dbt_env):
     """dischtime < admittime: the build goes on (a warn-level test counts them), dim_admissions flags the row and
     fct_outcomes gives it no time-based label."""

@@ -41,6 +41,7 @@ def _failed(outcome) -> set[str]:
     return set(r.loc[r["success"] == False, "expectation_name"])  # noqa: E712
 
 
+@pytest.mark.slow
 def test_demo_passes_results_in_sql_and_data_docs(warehouse_copy, tmp_path, capsys):
     docs = tmp_path / "docs"
     assert main(["--docs-dir", str(docs)]) == 0

@@ -38,6 +38,7 @@ def _refused_by_every_job(db) -> None:
 # ------------------------------------------------------------------------------------------------- build
 
 
+@pytest.mark.slow
 def test_build_killed_after_dim_admissions_is_refused_then_completes(warehouse_copy, demo_warehouse, dbt_env):
     """The issue's case: a rebuild killed after dim_admissions was rebuilt and before fct_outcomes. The marker stays
     `running`, every job refuses the mix; the re-run gives the same marts as the uninterrupted build."""
@@ -85,6 +86,7 @@ INSTRUCTION_CONTENT = "select instruction_id, task, split, subject_id, context, 
                       "synthesis.instructions order by instruction_id"
 
 
+@pytest.mark.slow
 def test_synthesis_killed_while_building_the_tiny_model(warehouse_copy, demo_warehouse, tmp_path, monkeypatch):
     """Killed while the tiny model was being written: no half-built model is left where later runs look, an empty
     folder an older version left there is rebuilt over, and the re-run equals an uninterrupted run."""

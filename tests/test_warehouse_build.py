@@ -1,3 +1,4 @@
+import pytest
 """The warehouse builds on the real demo and its marts hold what the issue asks for."""
 
 import duckdb
@@ -49,6 +50,7 @@ def test_events_keep_lineage_to_source_rows(demo_warehouse, mimic_root):
     assert raw and abs(raw[0][0] - value) < 1e-9
 
 
+@pytest.mark.slow
 def test_dbt_docs_generate(demo_warehouse, dbt_env, tmp_path):
     from ehrforge.build import run_dbt
 
@@ -80,6 +82,7 @@ def test_every_chart_row_reconciles_with_the_raw_file(demo_warehouse, mimic_root
     assert repeated == n_raw - n_groups > 0  # the demo stand-in repeats 79,803 keys
 
 
+@pytest.mark.slow
 def test_event_ids_do_not_depend_on_the_order_of_raw_rows(warehouse_copy, dbt_env):
     """The same rows in another order (another copy of the file) give the same events under the same ids.
 

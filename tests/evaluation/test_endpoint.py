@@ -27,6 +27,7 @@ def _spec(base_url: str, model: str):
     })
 
 
+@pytest.mark.slow
 def test_endpoint_model_scores_yes_no_from_logprobs(eval_warehouse, train_run_id, tmp_path):
     from evaluation.runner import evaluate
 
@@ -81,6 +82,7 @@ def test_unapproved_endpoint_is_refused_before_anything_is_sent(eval_warehouse):
         assert status == "failed" and "PHIGuardError" in error and "not approved" in error
 
 
+@pytest.mark.slow
 def test_failed_calls_leave_the_run_incomplete_and_are_retried(eval_warehouse, train_run_id, tmp_path):
     """The random base model served over HTTP has neither "yes" nor "no" among its first token's top logprobs: those
     calls fail, are recorded with their error, the run is `incomplete` (the results marts skip it), and a re-run

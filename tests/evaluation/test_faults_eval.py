@@ -51,6 +51,7 @@ def _spec_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_evaluation_killed_between_models_reruns_to_the_same_scores(eval_warehouse, eval_warehouse_base, tmp_path,
                                                                     monkeypatch):
     """Killed once the second model's run has started; the re-run, from a folder outside the repo and without

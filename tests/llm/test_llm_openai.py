@@ -181,6 +181,7 @@ def test_sigkill_mid_run_then_resume_makes_no_duplicate_calls(server, tiny_model
                            ).fetchall() == [(n, n)]
 
 
+@pytest.mark.slow
 def test_against_transformers_serve(transformers_serve, tiny_model, db_path):
     cfg = LLMConfig(backend="openai", base_url=transformers_serve, model=str(tiny_model), max_new_tokens=5,
                     concurrency=2)

@@ -162,6 +162,7 @@ def test_static_cache_mode_gives_the_same_answers(cfg, db_path):
     assert all(len(r.logprobs) == r.completion_tokens for r in out)
 
 
+@pytest.mark.slow
 def test_cli(tiny_model, db_path):
     import json
     import subprocess

@@ -49,6 +49,7 @@ def openai_server(synthesized, tmp_path):
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_llm_tasks_through_openai_compatible_server(synthesized, openai_server, tmp_path):
     from synthesis.cli import synthesize
     from synthesis.config import load_synthesis_config

@@ -26,6 +26,7 @@ def _stamp(run_dir):
     return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_training_killed_while_checkpoint_6_is_written_resumes_from_checkpoint_4(train_env, fast):
     out = train_env / "killed"
     cmd = [sys.executable, "-m", "training.launch", "--config", CONFIG, *_args(fast, out)]
