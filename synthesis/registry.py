@@ -87,6 +87,17 @@ def versioned_id(task: str, key_id: str, data: str) -> str:
     return f"{task}-{stable_hash(key_id, data)}"
 
 
+def recompute_from_parent(con, rows: list[dict]) -> list:
+    """Answers of rows derived from another task's row (paraphrases, reasoning chains): the parent task recomputes
+    each from the parent lineage the row keeps (`parent_task`, `parent_template_id`, `parent_lineage`)."""
+    out = []
+    for r in rows:
+        lin = json.loads(r["lineage"])
+        parent = {"lineage": json.dumps(lin["parent_lineage"]), "template_id": lin["parent_template_id"]}
+        out.append(TASKS[lin["parent_task"]].recompute(con, [parent])[0])
+    return out
+
+
 def take_quota(rows: list[dict], quota: int, seed: int, group_key: str | None = None) -> list[dict]:
     """Deterministic sample of at most `quota` rows: order by hash(seed, instruction_id); with `group_key`, take
     round-robin over the groups (e.g. templates, labels) so that each gets an equal share while it has rows.

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ehrforge.llm.cache import prompt_hash
 from synthesis.llm_io import OutputLog, Rejected, dumps, generator_model, run_requests
-from synthesis.registry import TASKS, Task, TaskConfig, instruction_id, register_task, take_quota
+from synthesis.registry import Task, TaskConfig, instruction_id, recompute_from_parent, register_task, take_quota
 
 SYSTEM = ("You rephrase questions. Rewrite the question with different wording and the same meaning. Keep every "
           "date, time, number and measurement name exactly as written. Do not answer it. Reply with the rewritten "
@@ -114,9 +114,4 @@ class QuestionParaphrase(Task):
         return rows
 
     def recompute(self, con, rows: list[dict]) -> list:
-        out = []
-        for r in rows:
-            lin = json.loads(r["lineage"])
-            parent = {"lineage": json.dumps(lin["parent_lineage"]), "template_id": lin["parent_template_id"]}
-            out.append(TASKS[lin["parent_task"]].recompute(con, [parent])[0])
-        return out
+        return recompute_from_parent(con, rows)

@@ -30,7 +30,8 @@ from pydantic import Field
 from ehrforge.answers import FINAL_ANSWER_PREFIX, split_final_answer, verify, with_thinking
 from ehrforge.llm.cache import prompt_hash
 from synthesis.llm_io import OutputLog, Rejected, dumps, generator_model, run_requests
-from synthesis.registry import TASKS, Task, TaskConfig, instruction_id, register_task, stable_hash, take_quota
+from synthesis.registry import (Task, TaskConfig, instruction_id, recompute_from_parent, register_task, stable_hash,
+                                take_quota)
 
 SYSTEM = ("You are a careful clinical reasoning assistant. Read the patient record, the question and the links "
           "between findings. Reason step by step in a few short sentences, naming the findings you use. Then write "
@@ -207,9 +208,4 @@ class ReasoningChain(Task):
 
     def recompute(self, con, rows: list[dict]) -> list:
         """The parent task's answer recomputed from the parent lineage (the row's answer after its thinking section)."""
-        out = []
-        for r in rows:
-            lin = json.loads(r["lineage"])
-            parent = {"lineage": json.dumps(lin["parent_lineage"]), "template_id": lin["parent_template_id"]}
-            out.append(TASKS[lin["parent_task"]].recompute(con, [parent])[0])
-        return out
+        return recompute_from_parent(con, rows)
