@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        export-meds export-meds-predictions demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu bench-grpo gpu-kit gpu-report clean
+        export-meds export-meds-predictions aces-labels demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu bench-grpo gpu-kit gpu-report clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ export-meds: $(STAMP) ## the marts as a MEDS dataset (data shards, codes, splits
 
 export-meds-predictions: $(STAMP) ## yes/no predictions of evaluation runs in meds-evaluation's schema into runs/meds/predictions
 	$(PY) -m meds_export.cli predictions $(ARGS)
+
+aces-labels: $(STAMP) ## the outcome tasks' ACES configs run over the MEDS export, labels compared with ours (runs/meds/aces/)
+	$(PY) -m meds_export.cli aces $(ARGS)
 
 demo: $(STAMP) ## the whole path on the demo: data, dbt build, checks, synthesis, training, evaluation, report
 	$(MAKE) --no-print-directory demo-data

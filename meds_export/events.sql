@@ -4,6 +4,9 @@
 -- numeric_value keeps value_num where it is a measurement (diagnosis/ICD-procedure value_num is MIMIC's seq_num,
 -- a billing priority, so it is not exported); text_value keeps value_text unless the code already carries it or
 -- it only repeats the number (numeric labs, chart and output values).
+-- Rows not from fct_events: one MEDS_BIRTH per subject, and ICU_ADMISSION / ICU_DISCHARGE per ICU stay
+-- (marts.dim_icustays, as the MEDS MIMIC-IV conversion writes them from icustays): ACES task configs need a stay's
+-- in and out times, which transfer rows do not mark (contiguous ICU transfers are one stay).
 with e as (select * from marts.fct_events),
 coded as (
     select
@@ -55,7 +58,19 @@ births as (
            'birth' as event_type, 'birth' as item_label, cast(null as varchar) as event_id
     from marts.dim_admissions
     group by subject_id
+),
+icu_stays as (
+    select subject_id, intime as time, 'ICU_ADMISSION//' || coalesce(first_careunit, '{unk}') as code,
+           cast(null as float) as numeric_value, cast(null as varchar) as text_value,
+           'icu_stay' as event_type, first_careunit as item_label, cast(null as varchar) as event_id
+    from marts.dim_icustays where intime is not null
+    union all
+    select subject_id, outtime, 'ICU_DISCHARGE//' || coalesce(last_careunit, '{unk}'),
+           cast(null as float), cast(null as varchar), 'icu_stay', last_careunit, cast(null as varchar)
+    from marts.dim_icustays where outtime is not null
 )
 select * from coded
 union all
 select * from births
+union all
+select * from icu_stays

@@ -34,7 +34,8 @@ from ehrforge.errors import InputDataError
 log = logging.getLogger(__name__)
 
 EVENTS_SQL = Path(__file__).with_name("events.sql")
-MART_TABLES = ["marts.fct_events", "marts.dim_splits", "marts.dim_admissions", "marts.fct_outcomes"]
+MART_TABLES = ["marts.fct_events", "marts.dim_splits", "marts.dim_admissions", "marts.dim_icustays",
+               "marts.fct_outcomes"]
 # marts.dim_splits -> MEDS split names (meds.train_split, meds.tuning_split, meds.held_out_split)
 SPLIT_NAMES = {"train": "train", "val": "tuning", "test": "held_out"}
 EXTRA_COLUMNS = ["event_id"]

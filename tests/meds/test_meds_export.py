@@ -60,12 +60,13 @@ def test_every_file_validates_against_the_meds_schemas(export):
 
 
 def test_rows_reconcile_with_fct_events_per_event_type(con):
-    # every fct_events row is exported exactly once; the only rows without one are the MEDS_BIRTH rows
+    # every fct_events row is exported exactly once; the only rows without one are MEDS_BIRTH and the ICU stays' in
+    # and out rows (from dim_icustays)
     n_events, n_distinct = con.execute("select count(*), count(distinct event_id) from meds_data "
                                        "where event_id is not null").fetchone()
     assert n_events == n_distinct == con.execute("select count(*) from marts.fct_events").fetchone()[0]
-    assert con.execute("select count(*) from meds_data where event_id is null and code <> 'MEDS_BIRTH'"
-                       ).fetchone()[0] == 0
+    assert con.execute("select count(*) from meds_data where event_id is null and code <> 'MEDS_BIRTH' "
+                       "and not regexp_matches(code, '^ICU_(ADMISSION|DISCHARGE)//')").fetchone()[0] == 0
     per_type = con.execute("""
         select e.event_type, count(*) as n_mart, count(m.event_id) as n_meds,
                count(*) filter (where m.subject_id = e.subject_id and m.time = e.event_time) as n_same_subject_time
@@ -100,6 +101,21 @@ def test_code_families_count_like_their_event_types(con, family, event_types):
         want = con.execute("select count(*) from marts.fct_events where event_type in (select unnest(?))",
                            [list(event_types)]).fetchone()[0]
     assert n_meds == want > 0
+
+
+def test_icu_stays_have_one_admission_and_one_discharge_row(con):
+    # ICU_ADMISSION//<first careunit> at intime and ICU_DISCHARGE//<last careunit> at outtime, per dim_icustays row
+    mismatched = con.execute("""
+        with ins as (select subject_id, time, code from meds_data where code like 'ICU_ADMISSION//%'),
+             outs as (select subject_id, time, code from meds_data where code like 'ICU_DISCHARGE//%')
+        select (select count(*) from ins), (select count(*) from outs), count(*),
+               count(*) filter (where not exists (select 1 from ins where ins.subject_id = i.subject_id
+                                    and ins.time = i.intime and ins.code = 'ICU_ADMISSION//' || i.first_careunit)
+                                 or not exists (select 1 from outs where outs.subject_id = i.subject_id
+                                    and outs.time = i.outtime and outs.code = 'ICU_DISCHARGE//' || i.last_careunit))
+        from marts.dim_icustays i""").fetchone()
+    n_in, n_out, n_stays, n_missing = mismatched
+    assert n_in == n_out == n_stays > 0 and n_missing == 0
 
 
 def test_codes_follow_meds_conventions(con, export):
