@@ -19,6 +19,7 @@ that transformers' AutoModel loads (a BERT-style encoder such as BiomedBERT).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -104,6 +105,12 @@ class Encoder:
         return out
 
 
+@functools.lru_cache(maxsize=1)
+def _encoder(name: str, batch_size: int) -> Encoder:
+    """One loaded encoder per process (a re-run in the same process does not load it again)."""
+    return Encoder(name, batch_size=batch_size)
+
+
 def pending(con, encoder: str, event_types: list[str] | None = None) -> list[tuple[str, str]]:
     """(description_id, description) of every description (of `event_types`, None = all) without a vector for
     `encoder`, ordered by id."""
@@ -132,7 +139,7 @@ def embed_events(con, encoder: str = MINILM, batch_size: int = 64, progress: boo
     if not todo:
         log.info("all %d descriptions already embedded by %s: nothing to do", n_total, encoder)
         return summary
-    enc = Encoder(encoder, batch_size=batch_size)
+    enc = _encoder(encoder, batch_size)
     known = con.execute(f"select distinct encoder_fingerprint from {TABLE} where encoder = ?", [encoder]).fetchall()
     if known and {k[0] for k in known} != {enc.fingerprint}:
         raise InputDataError(f"{TABLE} holds vectors of encoder {encoder!r} made with other weights "

@@ -260,6 +260,9 @@ def _torch_module():
         def generation_config(self):
             return self.llm.generation_config
 
+        def get_output_embeddings(self):  # the trainer's chunked loss runs the LM head on answer positions only
+            return self.llm.get_output_embeddings()
+
         def embed(self, input_ids, event_mask, event_features):
             emb = self.llm.get_input_embeddings()(input_ids)
             if event_features is not None and event_features.shape[0]:

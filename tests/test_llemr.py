@@ -15,8 +15,8 @@ import pytest
 from ehrforge import llemr, warehouse
 from ehrforge.event_embeddings import TABLE, embed_events
 
-SMALL_TYPES = ["transfer", "omr", "discharge", "admission"]   # ~45 descriptions: seconds to embed
-TRAIN_TYPES = ["lab", "transfer", "discharge"]
+SMALL_TYPES = ["omr", "admission", "discharge", "death"]          # 15 descriptions: seconds to embed
+TRAIN_TYPES = ["microbiology", "transfer", "discharge", "omr"]   # ~110 descriptions
 
 
 def _features_digest(con) -> tuple:
@@ -84,7 +84,9 @@ def test_the_features_table_is_deterministic(warehouse_copy, dbt_env):
 def test_a_rerun_embeds_only_descriptions_it_has_not_seen(warehouse_copy):
     with warehouse.session(warehouse_copy) as con:
         first = embed_events(con, event_types=SMALL_TYPES, progress=False)
-        assert first["n_new"] == first["n_new"] > 10 and first["dim"] == 384
+        n_types = warehouse.fetch_scalar(con, "select count(*) from marts.dim_event_descriptions where event_type in "
+                                         "(select unnest(?::varchar[]))", [SMALL_TYPES])
+        assert first["n_new"] == n_types >= 10 and first["dim"] == 384
         vectors = dict(con.execute(f"select description_id, embedding from {TABLE}").fetchall())
         assert embed_events(con, event_types=SMALL_TYPES, progress=False)["n_new"] == 0
         # three descriptions the table has not seen (as after a rebuild that adds items): only they are embedded
@@ -132,14 +134,11 @@ def test_the_event_form_is_the_same_items_with_events_for_context(chain_copy):
     assert all(types[d] != "diagnosis" for x in diag for d in forms[x["instruction_id"]]["events"]["description_ids"])
 
 
-def test_rows_without_a_record_window_are_refused_by_name(chain_copy):
-    with warehouse.session(chain_copy, read_only=True) as con:
-        row = con.execute("select instruction_id, task, context, lineage from synthesis.instructions "
-                          "where task = 'note_qa' limit 1").df().to_dict("records")
-        if not row:
-            pytest.skip("no note_qa row in the demo chain")
-        with pytest.raises(Exception, match="no admission context window.*restrict data.tasks"):
-            llemr.event_form(con, row, llemr.LlemrSpec())
+def test_rows_without_a_record_window_are_refused_by_name(demo_warehouse):
+    row = {"instruction_id": "note_qa-1", "task": "note_qa", "context": "a note", "lineage": json.dumps({"note_id": 7})}
+    with warehouse.session(demo_warehouse, read_only=True) as con:
+        with pytest.raises(Exception, match="note_qa-1.*note_qa.*no admission context window.*restrict data.tasks"):
+            llemr.event_form(con, [row], llemr.LlemrSpec())
 
 
 @pytest.fixture
@@ -189,9 +188,9 @@ def test_the_loss_falls_and_a_reload_gives_identical_outputs(tiny_setup, tmp_pat
     torch.manual_seed(0)
     model = build_model(cfg, base, llemr.feature_dim(vectors.shape[1]), torch.float32)
     collate = EventCollator(tok.pad_token_id)
-    batch = collate(exs[:8])
+    batch = collate(exs[:6])
     batch.pop("n_real_tokens")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []
     model.train()
     for _ in range(8):

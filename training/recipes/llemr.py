@@ -194,7 +194,8 @@ def run_stage(cfg, stage: str, base_path: str, run_dir: Path, callbacks: list | 
     trainer = _make_trainer_class()(
         model=model, args=args, train_dataset=ListDataset(train), eval_dataset=ListDataset(val) if val else None,
         data_collator=EventCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-        callbacks=list(callbacks or []), chunked_loss=False)
+        callbacks=list(callbacks or []), chunked_loss=cfg.speed.chunked_loss,
+        loss_chunk_tokens=cfg.speed.loss_chunk_tokens)
     trainer.t_train_start = time.perf_counter()
     trainer.train()
     busy = max(trainer.busy_seconds(), 1e-9)
@@ -214,7 +215,7 @@ def run_stage(cfg, stage: str, base_path: str, run_dir: Path, callbacks: list | 
         "n_train_events": sum(len(e["features"]) for e in train),
         "packing": False, "n_packs": None,
         "n_params": int(n_params), "n_trainable_params": int(n_trainable),
-        "gradient_checkpointing": False, "chunked_loss": False, "liger": False,
+        "gradient_checkpointing": False, "chunked_loss": cfg.speed.chunked_loss, "liger": False,
         "dtype": str(dtype).replace("torch.", ""), "num_processes": trainer.accelerator.num_processes,
         "distributed_type": str(trainer.accelerator.distributed_type),
         "steps": int(trainer.state.global_step), "epochs": float(trainer.state.epoch or 0.0), "resumed_from": None,
