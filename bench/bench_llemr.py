@@ -143,7 +143,7 @@ def training_figures(con, rows, base: str, spec, steps: int, batch: int, index, 
     forms = llemr.event_form(con, rows, spec)
     text = [tokenize_chat(tok, to_messages(r)) for r in rows]
     ev, _ = examples(tok, [{"messages": llemr.event_messages(r, forms[r["instruction_id"]])} for r in rows], index,
-                     vectors, 10**9)
+                     10**9)
 
     def run(model, batches) -> tuple[float, int]:
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -169,7 +169,7 @@ def training_figures(con, rows, base: str, spec, steps: int, batch: int, index, 
     t_text, pos_text = run(text_model, [col(text[i:i + batch]) for i in range(0, len(text), batch)])
     del text_model
     ev_model = build_model(cfg, base, llemr.feature_dim(vectors.shape[1]), torch.float32)
-    ecol = EventCollator(tok.pad_token_id)
+    ecol = EventCollator(tok.pad_token_id, vectors)
     t_ev, pos_ev = run(ev_model, [ecol(ev[i:i + batch]) for i in range(0, len(ev), batch)])
     n_rec = min(steps, -(-len(rows) // batch)) * batch
     return {"batch": batch, "steps": steps, "text_positions_per_s": pos_text / t_text,

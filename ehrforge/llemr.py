@@ -157,8 +157,9 @@ def is_event_form(messages: list[dict]) -> bool:
 # ---------------------------------------------------------------------------------------------- features
 
 
-def event_features(events: dict, index: dict[str, int], vectors, spec_encoder: str = ""):
-    """(n_events, dim + 4) float32 array: [description vector ; time features ; value features]."""
+def event_rows_and_extras(events: dict, index: dict[str, int], spec_encoder: str = ""):
+    """(row of each event's description vector, (n_events, 4) float32 [time features ; value features]). Kept apart
+    so a training set holds one index per event, not a copy of its vector."""
     import numpy as np
 
     ids = events["description_ids"]
@@ -167,15 +168,21 @@ def event_features(events: dict, index: dict[str, int], vectors, spec_encoder: s
         raise InputDataError(f"{len(missing)} event description(s) have no vector for encoder {spec_encoder!r} (e.g. "
                              f"{missing[0]}): run `make embed-events` (ehrforge.event_embeddings) for the event types "
                              "of the config, then prepare the run again")
-    emb = vectors[[index[d] for d in ids]] if ids else np.zeros((0, vectors.shape[1]), np.float32)
+    rows = np.asarray([index[d] for d in ids], dtype=np.int64)
     h = np.asarray(events["hours"], dtype=np.float32).reshape(-1)
-    t = np.stack([np.log1p(np.clip(h, 0, None)) / math.log1p(720.0), h / 240.0], axis=1) if ids else \
-        np.zeros((0, N_TIME_FEATURES), np.float32)
-    vals = [0.0 if v is None else float(v) for v in events["values"]]
-    has = [0.0 if v is None else 1.0 for v in events["values"]]
-    v = np.stack([np.asarray(vals, np.float32), np.asarray(has, np.float32)], axis=1) if ids else \
-        np.zeros((0, N_VALUE_FEATURES), np.float32)
-    return np.concatenate([emb, t.astype(np.float32), v], axis=1).astype(np.float32)
+    t = np.stack([np.log1p(np.clip(h, 0, None)) / math.log1p(720.0), h / 240.0], axis=1)
+    vals = np.asarray([0.0 if v is None else float(v) for v in events["values"]], dtype=np.float32)
+    has = np.asarray([0.0 if v is None else 1.0 for v in events["values"]], dtype=np.float32)
+    extras = np.concatenate([t.reshape(-1, N_TIME_FEATURES), np.stack([vals, has], axis=1).reshape(-1, 2)], axis=1)
+    return rows, extras.astype(np.float32)
+
+
+def event_features(events: dict, index: dict[str, int], vectors, spec_encoder: str = ""):
+    """(n_events, dim + 4) float32 array: [description vector ; time features ; value features]."""
+    import numpy as np
+
+    rows, extras = event_rows_and_extras(events, index, spec_encoder)
+    return np.concatenate([vectors[rows].reshape(len(rows), vectors.shape[1]), extras], axis=1).astype(np.float32)
 
 
 def feature_dim(embedding_dim: int) -> int:

@@ -162,7 +162,7 @@ def tiny_setup(chain_copy):
     tok = AutoTokenizer.from_pretrained(base)
     ensure_chat_template(tok, None)
     recs = [{"messages": llemr.event_messages(r, forms[r["instruction_id"]])} for r in rows]
-    exs, dropped = examples(tok, recs, index, vectors, 1024)
+    exs, dropped = examples(tok, recs, index, 1024)
     return cfg, base, tok, exs, index, vectors
 
 
@@ -170,8 +170,8 @@ def test_placeholders_carry_the_events_and_labels_only_the_answer(tiny_setup):
     cfg, base, tok, exs, index, vectors = tiny_setup
     assert exs
     for e in exs:
-        assert sum(e["event_mask"]) == len(e["features"]) <= 48
-        assert e["features"].shape[1] == llemr.feature_dim(384)
+        assert sum(e["event_mask"]) == len(e["event_rows"]) == len(e["extras"]) <= 48
+        assert e["extras"].shape[1] + vectors.shape[1] == llemr.feature_dim(384)
         labelled = [i for i, t in enumerate(e["labels"]) if t != -100]
         assert labelled and labelled == list(range(labelled[0], len(e["labels"])))  # the answer turn, at the end
         assert not any(e["event_mask"][i] for i in labelled)
@@ -187,8 +187,9 @@ def test_the_loss_falls_and_a_reload_gives_identical_outputs(tiny_setup, tmp_pat
     cfg, base, tok, exs, index, vectors = tiny_setup
     torch.manual_seed(0)
     model = build_model(cfg, base, llemr.feature_dim(vectors.shape[1]), torch.float32)
-    collate = EventCollator(tok.pad_token_id)
+    collate = EventCollator(tok.pad_token_id, vectors)
     batch = collate(exs[:6])
+    assert batch["event_features"].shape == (int(batch["event_mask"].sum()), llemr.feature_dim(384))
     batch.pop("n_real_tokens")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []

@@ -96,27 +96,29 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.open() if line.strip()]
 
 
-def examples(tokenizer, records: list[dict], index: dict, vectors, max_len: int, encoder: str = ""):
-    """Tokenized event-form examples ({input_ids, event_mask, labels, features}) and how many were too long."""
-    from ehrforge.llemr import encode, event_features, events_of
+def examples(tokenizer, records: list[dict], index: dict, max_len: int, encoder: str = ""):
+    """Tokenized event-form examples ({input_ids, event_mask, labels, event_rows, extras}: per event the row of its
+    description vector and its time / value features) and how many were longer than `max_len`."""
+    from ehrforge.llemr import encode, event_rows_and_extras, events_of
 
     out, dropped = [], 0
     for r in records:
-        ev = events_of(r["messages"])
-        feats = event_features(ev, index, vectors, encoder)
-        ids, mask, labels = encode(tokenizer, r["messages"], len(feats), with_answer=True)
+        rows, extras = event_rows_and_extras(events_of(r["messages"]), index, encoder)
+        ids, mask, labels = encode(tokenizer, r["messages"], len(rows), with_answer=True)
         if len(ids) > max_len:
             dropped += 1
             continue
-        out.append({"input_ids": ids, "event_mask": mask, "labels": labels, "features": feats})
+        out.append({"input_ids": ids, "event_mask": mask, "labels": labels, "event_rows": rows, "extras": extras})
     return out, dropped
 
 
 class EventCollator:
-    """Right-padded batch + the events' features in the order of their placeholder positions (row-major)."""
+    """Right-padded batch + the events' features ([vector ; time ; value]) in the order of their placeholder
+    positions (row-major), gathered from the description vectors here, per batch."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, vectors):
         self.pad_id = pad_id
+        self.vectors = vectors
 
     def __call__(self, batch: list[dict]) -> dict:
         import numpy as np
@@ -127,15 +129,17 @@ class EventCollator:
         def pad(key, value):
             return torch.tensor([e[key] + [value] * (width - len(e[key])) for e in batch])
 
-        feats = [e["features"] for e in batch if len(e["features"])]
-        dim = batch[0]["features"].shape[1]
+        feats = [np.concatenate([self.vectors[e["event_rows"]], e["extras"]], axis=1) for e in batch
+                 if len(e["event_rows"])]
+        dim = self.vectors.shape[1] + batch[0]["extras"].shape[1]
         return {
             "input_ids": pad("input_ids", self.pad_id),
             "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"]))
                                             for e in batch]),
             "event_mask": pad("event_mask", 0),
             "labels": pad("labels", -100),
-            "event_features": torch.from_numpy(np.concatenate(feats)) if feats else torch.zeros((0, dim)),
+            "event_features": torch.from_numpy(np.concatenate(feats).astype(np.float32)) if feats
+            else torch.zeros((0, dim)),
             "n_real_tokens": torch.tensor(sum(len(e["input_ids"]) for e in batch)),
         }
 
@@ -173,10 +177,8 @@ def run_stage(cfg, stage: str, base_path: str, run_dir: Path, callbacks: list | 
     vectors = np.load(prepared / "event_vectors.npy")
     index = {d: i for i, d in enumerate(json.loads((prepared / "event_vector_ids.json").read_text()))}
     enc = cfg.llemr.encoder
-    train, dropped_train = examples(tokenizer, _read(prepared / "llemr_train.jsonl"), index, vectors,
-                                    cfg.data.max_seq_len, enc)
-    val, dropped_val = examples(tokenizer, _read(prepared / "llemr_val.jsonl"), index, vectors, cfg.data.max_seq_len,
-                                enc)
+    train, dropped_train = examples(tokenizer, _read(prepared / "llemr_train.jsonl"), index, cfg.data.max_seq_len, enc)
+    val, dropped_val = examples(tokenizer, _read(prepared / "llemr_val.jsonl"), index, cfg.data.max_seq_len, enc)
     if not train:
         raise InputDataError(f"no llemr training examples left: all {dropped_train} are longer than data.max_seq_len "
                              f"({cfg.data.max_seq_len}); raise it or lower llemr.max_events")
@@ -193,7 +195,7 @@ def run_stage(cfg, stage: str, base_path: str, run_dir: Path, callbacks: list | 
                                train_sampling_strategy="random")
     trainer = _make_trainer_class()(
         model=model, args=args, train_dataset=ListDataset(train), eval_dataset=ListDataset(val) if val else None,
-        data_collator=EventCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+        data_collator=EventCollator(tokenizer.pad_token_id, vectors), processing_class=tokenizer,
         callbacks=list(callbacks or []), chunked_loss=cfg.speed.chunked_loss,
         loss_chunk_tokens=cfg.speed.loss_chunk_tokens)
     trainer.t_train_start = time.perf_counter()
@@ -212,7 +214,7 @@ def run_stage(cfg, stage: str, base_path: str, run_dir: Path, callbacks: list | 
         "n_train_examples": len(train), "n_val_examples": len(val), "n_dropped": dropped_train + dropped_val,
         "n_train_tokens": sum(len(e["input_ids"]) for e in train),
         "n_train_label_tokens": sum(sum(1 for t in e["labels"] if t != -100) for e in train),
-        "n_train_events": sum(len(e["features"]) for e in train),
+        "n_train_events": sum(len(e["event_rows"]) for e in train),
         "packing": False, "n_packs": None,
         "n_params": int(n_params), "n_trainable_params": int(n_trainable),
         "gradient_checkpointing": False, "chunked_loss": cfg.speed.chunked_loss, "liger": False,
