@@ -227,12 +227,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(EVENT_TYPES)}")
     print(f"context, whole window: text {ctxf['text_tokens_mean']:.0f} tokens mean (median "
           f"{ctxf['text_tokens_median']:.0f}, max {ctxf['text_tokens_max']}), {ctxf['text_tokens_per_event']:.1f} "
-          f"tokens/event; events {ctxf['event_positions_mean']:.0f} positions mean (max {ctxf['event_positions_max']},"
-          f" at most {args.max_events} events): {ctxf['ratio_mean']:.1f}x shorter")
+          f"tokens/event; the same events as embeddings {ctxf['event_positions_mean']:.0f} positions mean (max "
+          f"{ctxf['event_positions_max']}): {ctxf['ratio_mean']:.1f}x shorter")
     for b in budgets:
         print(f"budget {b['budget']:>5}: longest stay held: text {b['text_most_events']:>5} events, event form "
               f"{b['event_most_events']:>5}; whole stays that fit: text {b['text_whole_stays']}/{b['n_stays']}, "
               f"event form {b['event_whole_stays']}/{b['n_stays']}")
+    print(f"training records: the text form as synthesized, the event form with its {args.max_events} most recent "
+          "events")
     print(f"training (batch {train['batch']}, {train['steps']} steps, LoRA, + projector for events): text "
           f"{train['text_positions_per_s']:.0f} positions/s = {train['text_records_per_s']:.2f} records/s "
           f"({train['text_positions_mean']:.0f} positions/record); events {train['event_positions_per_s']:.0f} "
