@@ -20,6 +20,7 @@ as its text form does.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -245,7 +246,9 @@ def _projector(kind: str, in_dim: int, hidden: int):
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
 
 
+@functools.lru_cache(maxsize=1)
 def _torch_module():
+    """The LlemrModel class, defined on first use so that importing this module needs no torch."""
     from torch import nn
 
     class LlemrModel(nn.Module):
