@@ -35,7 +35,7 @@ CONFIG ?=
 ARGS ?=
 NUM_GPUS ?= 1
 
-.PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report embed-events bench-llemr \
+.PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
         export-meds export-meds-predictions demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu bench-grpo gpu-kit gpu-report clean
 
 help: ## list every target
@@ -67,6 +67,7 @@ docs: $(STAMP) ## dbt docs generate (open dbt_project/target/index.html)
 expectations: $(STAMP) ## Great Expectations suites over the marts; results into dq.expectation_results + Data Docs
 	$(PY) -m expectations.run $(ARGS)
 
+.PHONY: embed-events bench-llemr
 embed-events: $(STAMP) ## LLemr: embed the event descriptions not yet embedded (all-MiniLM-L6-v2; ARGS="--encoder <BiomedBERT dir or id>")
 	$(PY) -m ehrforge.event_embeddings $(ARGS)
 
