@@ -67,6 +67,10 @@ docs: $(STAMP) ## dbt docs generate (open dbt_project/target/index.html)
 expectations: $(STAMP) ## Great Expectations suites over the marts; results into dq.expectation_results + Data Docs
 	$(PY) -m expectations.run $(ARGS)
 
+.PHONY: embed-events bench-llemr
+embed-events: $(STAMP) ## LLemr: embed the event descriptions not yet embedded (all-MiniLM-L6-v2; ARGS="--encoder <BiomedBERT dir or id>")
+	$(PY) -m ehrforge.event_embeddings $(ARGS)
+
 synthesize: $(STAMP) ## instruction data from the marts: make synthesize CONFIG=synthesis/configs/demo.yaml
 	$(PY) -m synthesis.cli --config $(or $(CONFIG),synthesis/configs/demo.yaml) $(ARGS)
 
@@ -118,6 +122,9 @@ test-slow: $(STAMP) ## slow tests too (two-process training over gloo, training 
 
 test-gpu: $(STAMP) ## GPU tests (needs CUDA; EHRFORGE_GPU_TESTS_ON_CPU=1 runs tests/gpu on CPU, docs/gpu.md)
 	$(PY) -m pytest -m gpu $(ARGS)
+
+bench-llemr: $(STAMP) ## LLemr vs text form on the same records: context positions, training tok/s, encoder descriptions/s, longest record per budget
+	$(PY) bench/bench_llemr.py $(ARGS)
 
 bench-eval: $(STAMP) ## evaluation items/s (generation + scoring): batched pipeline vs naive per-item loop, tiny model on CPU
 	$(PY) bench/bench_eval.py $(ARGS)

@@ -105,3 +105,23 @@ def load_items(con, data) -> tuple[pd.DataFrame, str]:
     log.info("%d items from %s (dataset %s, split %s), data version %s", len(df), data.table, data.dataset,
              data.split, data_version)
     return df, data_version
+
+
+def event_form_items(con, items: pd.DataFrame, data, artifact: str) -> pd.DataFrame:
+    """The same items in the event form an LLemr artifact reads (ehrforge.llemr): same instruction ids, questions and
+    references; the context is the record's events as placeholders, with the events on the user message."""
+    from ehrforge import llemr
+
+    spec = llemr.LlemrSpec(**llemr.read_meta(artifact)["spec"])
+    lineage = dict(con.execute(f"select instruction_id, lineage from {data.table} where instruction_id in "
+                               "(select unnest(?::varchar[]))", [items["instruction_id"].tolist()]).fetchall())
+    rows = [{**r, "lineage": lineage.get(r["instruction_id"])} for r in items.drop(columns=["messages"]).to_dict("records")]
+    forms = llemr.event_form(con, rows, spec)
+    out = items.copy()
+    out["messages"] = [llemr.event_messages(r, forms[r["instruction_id"]], data.system_prompt, with_answer=False)
+                       for r in rows]
+    out["prompt_hash"] = [prompt_hash(m) for m in out["messages"]]
+    out["form"] = "events"
+    log.info("%d items in the event form of %s (%d events in all)", len(out), artifact,
+             sum(len(f["events"]["description_ids"]) for f in forms.values()))
+    return out

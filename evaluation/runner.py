@@ -66,6 +66,10 @@ def run_config(spec: EvalSpec, model: ResolvedModel, data_version: str) -> dict:
         "base_url": model.base_url, "identity": model_identity(model.llm_config),
         "llm": model.llm_config.model_dump(mode="json"),
     }
+    from ehrforge.llemr import is_artifact
+
+    if is_artifact(model.adapter_path):  # the text form's runs keep their ids
+        body["model"]["form"] = "events"
     body["data_version"] = data_version
     return body
 
@@ -279,11 +283,24 @@ def evaluate(spec: EvalSpec, progress: bool = True, build_results: bool | None =
         check_version(con, spec)
         resolved = [resolve_model(con, m, spec.generation) for m in spec.models]  # all errors before any work
         for model in resolved:
-            summaries.append(evaluate_model(con, spec, model, items, data_version, progress))
+            summaries.append(evaluate_model(con, spec, model, items_for(con, spec, model, items), data_version,
+                                            progress))
         write_comparisons(con, spec, [s.run_id for s in summaries])
     if spec.build_results if build_results is None else build_results:
         build_results_marts()
     return summaries
+
+
+def items_for(con, spec: EvalSpec, model: ResolvedModel, items: pd.DataFrame) -> pd.DataFrame:
+    """The items as this model reads them: the text form, or the event form for an LLemr artifact (the same items,
+    ids and references; ehrforge.llemr)."""
+    from ehrforge.llemr import is_artifact
+
+    if not is_artifact(model.adapter_path):
+        return items
+    from evaluation.data import event_form_items
+
+    return event_form_items(con, items, spec.data, model.adapter_path)
 
 
 def check_version(con, spec: EvalSpec) -> None:

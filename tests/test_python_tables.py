@@ -9,13 +9,15 @@ from ehrforge.errors import WarehouseError
 
 
 def _written_by_jobs() -> set[str]:
+    from ehrforge.event_embeddings import TABLE as EVENT_VECTORS
     from ehrforge.llm.cache import TABLE as LLM_CALLS
     from evaluation.tables import EVALUATION_TABLES
     from expectations.run import RESULTS_TABLE
     from synthesis import EXTRA_TABLES, INSTRUCTIONS_TABLE
     from training.records import CURVE_TABLE, RUNS_TABLE
 
-    return {LLM_CALLS, INSTRUCTIONS_TABLE, *EXTRA_TABLES, RUNS_TABLE, CURVE_TABLE, *EVALUATION_TABLES, RESULTS_TABLE}
+    return {LLM_CALLS, INSTRUCTIONS_TABLE, *EXTRA_TABLES, RUNS_TABLE, CURVE_TABLE, *EVALUATION_TABLES, RESULTS_TABLE,
+            EVENT_VECTORS}
 
 
 def _columns(con, table: str) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ehrforge.config import config_hash, load_config
 from ehrforge.instructions import DEFAULT_SYSTEM_PROMPT
+from ehrforge.llemr import LlemrSpec
 from ehrforge.models import TINY_PREFIX
 from training.recipes import get_recipe
 
@@ -162,6 +163,7 @@ class TrainConfig(_Strict):
     lora: LoraSpec = LoraSpec()
     qlora: QuantSpec = QuantSpec()
     grpo: GrpoSpec = GrpoSpec()
+    llemr: LlemrSpec = LlemrSpec()  # method llemr: event embeddings (ehrforge.llemr)
     speed: SpeedConfig = SpeedConfig()
     train: TrainSpec = TrainSpec()
     output: OutputConfig = OutputConfig()
@@ -183,6 +185,9 @@ class TrainConfig(_Strict):
         if recipe.stage != "sft" and self.stages != [recipe.stage]:
             raise ValueError(f"method {self.method} trains its own stage: set stages=[{recipe.stage}] (to start from "
                              "an SFT model, point model.base at that run's merged model)")
+        if self.method == "llemr" and (self.stages != ["sft"] or self.output.merge or self.data.export_path):
+            raise ValueError("method llemr trains one stage (stages=[sft]) from the warehouse (no data.export_path) "
+                             "and saves one artifact (projector + adapter): output.merge is not supported")
         if recipe.stage == "sft" and "grpo" in self.stages:
             raise ValueError(f"stage grpo needs method=grpo, not {self.method}")
         if recipe.stage != "sft" and self.data.export_path:

@@ -100,7 +100,7 @@ def test_training_methods_come_from_the_recipe_registry():
 
     assert {"lora", "qlora", "full"} <= set(all_recipes())
     assert all_recipes()["qlora"].is_adapter and not all_recipes()["full"].is_adapter
-    with pytest.raises(ConfigError, match="registered: full, grpo, lora, qlora"):
+    with pytest.raises(ConfigError, match="registered: full, grpo, llemr, lora, qlora"):
         load_train_config(None, ["method=dora"])
 
     @register_recipe("frozen_head_for_test", is_adapter=False, default_distributed="zero3", supports_sharding=False)

@@ -53,6 +53,7 @@ class TransformersBackend:
 
         self.config = config
         self._torch = torch
+        self.llemr = None  # ehrforge.llemr.InferenceInputs when the adapter is an LLemr artifact (event-form prompts)
         self.device, self.dtype = resolve_device_dtype(config.device, config.dtype)
         if model is None:
             model, tokenizer = self._load(config)
@@ -83,6 +84,13 @@ class TransformersBackend:
     def _load(self, config: LLMConfig):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ehrforge import llemr
+
+        if config.adapter and llemr.is_artifact(config.adapter):  # events enter as input embeddings
+            model, tokenizer, spec, index, vectors = llemr.load_artifact(config.adapter, config.model, dtype=self.dtype)
+            self.llemr = llemr.InferenceInputs(spec, index, vectors)
+            return model, tokenizer
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(config.model)
             model = AutoModelForCausalLM.from_pretrained(config.model, dtype=self.dtype)
@@ -111,6 +119,8 @@ class TransformersBackend:
         return self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
 
     def count_prompt_tokens(self, call: Call) -> int:
+        if self.llemr is not None:
+            return len(self.llemr.encode(self.tokenizer, call.messages)[0])
         return len(self.prompt_ids(call.messages))
 
     def _gen_kwargs(self, params: dict) -> dict:
@@ -145,7 +155,12 @@ class TransformersBackend:
         for idx in groups.values():
             sub = [calls[i] for i in idx]
             try:
-                out = self._score(sub) if sub[0].params.get("choices") else self._generate(sub)
+                if self.llemr is not None:
+                    from ehrforge import llemr
+
+                    out = (llemr.backend_score if sub[0].params.get("choices") else llemr.backend_generate)(self, sub)
+                else:
+                    out = self._score(sub) if sub[0].params.get("choices") else self._generate(sub)
             except Exception as exc:  # noqa: BLE001 - recorded per call, never dropped
                 if isinstance(exc, (KeyboardInterrupt, MemoryError)):
                     raise
