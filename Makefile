@@ -27,7 +27,7 @@ ifeq ($(origin MIMIC_NOTE_ROOT), undefined)
   endif
 endif
 EHRFORGE_DUCKDB ?= $(abspath warehouse/ehrforge.duckdb)
-export MIMIC_ROOT MIMIC_NOTE_ROOT EHRFORGE_DUCKDB
+export MIMIC_ROOT MIMIC_NOTE_ROOT EHRFORGE_DUCKDB PMC_PATIENTS_CSV
 
 DBT := cd dbt_project && ../$(VENV)/bin/dbt
 DBT_ARGS ?=

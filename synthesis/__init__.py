@@ -11,5 +11,6 @@ LLM_OUTPUTS_TABLE = "synthesis.llm_outputs"
 NOTE_REPORT_TABLE = "synthesis.note_generation_report"
 # Tables beside the instructions: tasks append row dicts to BuildContext.extra_tables[table]; the CLI writes them.
 # Their columns are declared once, in dbt_project/models/sources/_synthesis__sources.yml (ehrforge.tables).
-EXTRA_TABLES = (LLM_OUTPUTS_TABLE, NOTE_REPORT_TABLE)
+SYNTHETIC_NOTES_TABLE = "synthesis.synthetic_notes"  # case_report_note's notes (public text only)
+EXTRA_TABLES = (LLM_OUTPUTS_TABLE, NOTE_REPORT_TABLE, SYNTHETIC_NOTES_TABLE)
 
