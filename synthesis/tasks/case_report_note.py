@@ -13,6 +13,11 @@ synthesis.llm_outputs:
                                >= max_copied_ngram (the note must paraphrase, not copy)
   template_leak, garbage_characters   chat tokens / placeholders, or non-printable output
 
+`prompt_style: per_section` (for small models) asks for one section per request ("write only the Brief Hospital
+Course, in 2-3 sentences, in your own words") and assembles the note under the headings; the first paragraph of each
+answer is kept (small models repeat themselves). The filters above then judge the assembled note exactly as a whole
+one: length, non-empty required sections, verbatim copy.
+
 Accepted notes go to synthesis.synthetic_notes (a dbt source declared `provenance: public`) with lineage to their
 case report (case_report_id, PMID), the case report's split (made in dim_case_reports), the copy length and the
 sections found. The task also writes instruction rows (context = the case report excerpt, answer = the note) for
@@ -26,6 +31,8 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -51,6 +58,20 @@ Case report:
 {case}
 
 Discharge summary:"""
+SECTION_PROMPT = """Case report:
+{case}
+
+You are writing the hospital discharge summary of this patient. Write only its "{title}" section: {guidance}.
+Use your own words; do not copy sentences from the case report. Do not write the heading."""
+SECTION_GUIDANCE = {
+    "chief_complaint": "the main reason the patient came to hospital, in a few words",
+    "history_of_present_illness": "how the illness began and why the patient came to hospital, in 2-3 short sentences",
+    "past_medical_history": "earlier illnesses, as a short list",
+    "brief_hospital_course": "what was done in hospital and how the patient did, in 2-3 short sentences",
+    "discharge_diagnosis": "the final diagnosis, in a few words",
+    "discharge_medications": "the medicines at discharge, as a short list",
+    "discharge_instructions": "advice and follow-up for the patient, in 1-2 sentences",
+}
 
 
 class CaseReportNoteConfig(TaskConfig):
@@ -66,7 +87,9 @@ class CaseReportNoteConfig(TaskConfig):
     max_note_words: int = Field(1200, ge=10)
     max_copied_ngram: int = Field(20, ge=2, description="reject a note sharing a run of this many consecutive "
                                   "words with its case report")
-    max_new_tokens: int = Field(400, ge=8)
+    max_new_tokens: int = Field(400, ge=8, description="per request (per section with prompt_style per_section)")
+    prompt_style: Literal["whole_note", "per_section"] = Field(
+        "whole_note", description="per_section: one request per heading, assembled (small models)")
     instruction_rows: bool = Field(True, description="also write case report -> note instruction rows")
 
     @field_validator("headings", "required_sections")
@@ -123,9 +146,45 @@ class CaseReportNote(Task):
         return [{"role": "system", "content": SYSTEM},
                 {"role": "user", "content": PROMPT.format(headings=headings, case=case)}]
 
-    def build(self, ctx, cfg: CaseReportNoteConfig) -> list[dict]:
+    def section_prompt(self, case: str, section: str) -> list[dict]:
+        return [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": SECTION_PROMPT.format(case=case, title=NOTE_SECTIONS[section],
+                                                                  guidance=SECTION_GUIDANCE[section])}]
+
+    @staticmethod
+    def clean_section(text: str | None, section: str) -> str:
+        """The first paragraph of a section answer, without a heading the model wrote anyway."""
+        text = (text or "").strip()
+        text = re.sub(rf"^[#*\s]*{re.escape(NOTE_SECTIONS[section])}[*\s]*:?[*\s]*", "", text, flags=re.I)
+        return re.split(r"\n\s*\n", text, 1)[0].strip()
+
+    def _generate(self, ctx, cfg, chosen, sources, prov):
+        """(candidate, case excerpt, prompt messages for the lineage, response-like) per chosen case report."""
         from ehrforge.llm import Request
 
+        cases = [excerpt(c["_r"]["case_text"], cfg.case_max_chars) for c in chosen]
+        if cfg.prompt_style == "whole_note":
+            msgs = [self.prompt(case, cfg) for case in cases]
+            reqs = [Request(id=c["instruction_id"], messages=m, sources=sources, contains_phi=prov != provenance.PUBLIC,
+                            max_new_tokens=cfg.max_new_tokens, seed=ctx.seed) for c, m in zip(chosen, msgs)]
+            return list(zip(chosen, cases, msgs, run_requests(ctx, self.name, reqs)))
+        reqs = [Request(id=f"{c['instruction_id']}:{h}", messages=self.section_prompt(case, h), sources=sources,
+                        contains_phi=prov != provenance.PUBLIC, max_new_tokens=cfg.max_new_tokens, seed=ctx.seed)
+                for c, case in zip(chosen, cases) for h in cfg.headings]
+        responses = iter(run_requests(ctx, self.name, reqs))
+        out = []
+        for c, case in zip(chosen, cases):
+            parts = [(h, next(responses)) for h in cfg.headings]
+            errors = [r.error for _, r in parts if r.error]
+            body = "\n".join(f"{NOTE_SECTIONS[h]}: {self.clean_section(r.text, h)}" for h, r in parts
+                             if self.clean_section(r.text, h))
+            resp = SimpleNamespace(error=errors[0] if errors else None, text=body,
+                                   cache_key=",".join(r.cache_key for _, r in parts),
+                                   cached=all(r.cached for _, r in parts))
+            out.append((c, case, [m for h in cfg.headings for m in self.section_prompt(case, h)], resp))
+        return out
+
+    def build(self, ctx, cfg: CaseReportNoteConfig) -> list[dict]:
         sources = [SOURCE]
         prov = provenance.of_tables(sources)
         if prov != provenance.PUBLIC:  # the table's declaration changed: its notes could not be declared public
@@ -143,18 +202,10 @@ class CaseReportNote(Task):
         cands = [{"instruction_id": instruction_id(ctx.cfg.dataset, self.name, self.version, r["case_report_id"]),
                   "_r": r} for r in reports.to_dict("records")]
         chosen = take_quota(cands, cfg.quota, ctx.seed)
-        reqs, meta = [], []
-        for c in chosen:
-            case = excerpt(c["_r"]["case_text"], cfg.case_max_chars)
-            msgs = self.prompt(case, cfg)
-            reqs.append(Request(id=c["instruction_id"], messages=msgs, sources=sources,
-                                contains_phi=prov != provenance.PUBLIC, max_new_tokens=cfg.max_new_tokens,
-                                seed=ctx.seed))
-            meta.append((c, case, msgs))
-        responses = run_requests(ctx, self.name, reqs)
+        generated = self._generate(ctx, cfg, chosen, sources, prov)
         log = OutputLog(ctx, self.name)
         notes, rows = [], []
-        for (c, case, msgs), resp in zip(meta, responses):
+        for c, case, msgs, resp in generated:
             r, p_hash = c["_r"], prompt_hash(msgs)
             if resp.error:
                 log.add(c["instruction_id"], r["case_report_id"], p_hash, resp, "rejected", "call_failed")

@@ -92,6 +92,36 @@ def test_note_filters_reject_by_reason():
         check_note("  \n", case, cfg)
 
 
+def test_per_section_prompts_are_assembled_under_the_headings_then_filtered(monkeypatch):
+    """prompt_style per_section: one request per heading; the note is the cleaned first paragraphs under the
+    headings, and a section the model left empty is missing (the required-sections filter sees it)."""
+    from types import SimpleNamespace
+
+    import synthesis.tasks.case_report_note as crn
+
+    answers = {"chief_complaint": "**Chief Complaint:** chest pain", "history_of_present_illness": "",
+               "brief_hospital_course": "Treated with aspirin and observed.\n\nTreated with aspirin and observed."}
+    seen = []
+
+    def fake(ctx, task, requests):
+        seen.extend(requests)
+        return [Response(request_id=r.id, text=answers[r.id.rsplit(":", 1)[1]], cache_key=r.id) for r in requests]
+
+    monkeypatch.setattr(crn, "run_requests", fake)
+    cfg = crn.CaseReportNoteConfig(prompt_style="per_section", headings=list(answers), min_note_words=3)
+    chosen = [{"instruction_id": "case-1", "_r": {"case_text": "A man had chest pain. He got aspirin."}}]
+    [(c, case, msgs, resp)] = crn.CaseReportNote()._generate(SimpleNamespace(seed=0), cfg, chosen,
+                                                             ["marts.dim_case_reports"], "public")
+    assert [r.id for r in seen] == ["case-1:chief_complaint", "case-1:history_of_present_illness",
+                                    "case-1:brief_hospital_course"]
+    assert all(r.sources == ["marts.dim_case_reports"] and not r.contains_phi for r in seen)
+    assert resp.text == "Chief Complaint: chest pain\nBrief Hospital Course: Treated with aspirin and observed."
+    from synthesis.llm_io import Rejected
+
+    with pytest.raises(Rejected, match="missing_sections"):
+        crn.check_note(resp.text, case, cfg)
+
+
 @pytest.fixture
 def scripted_run(demo_warehouse, tmp_path, monkeypatch):
     import synthesis.tasks.case_report_note as crn
@@ -106,6 +136,7 @@ def scripted_run(demo_warehouse, tmp_path, monkeypatch):
     shutil.copy(demo_warehouse, path)
     cfg = load_synthesis_config("synthesis/configs/asclepius_demo.yaml", [
         "progress=false", "export=false", "tasks.case_report_note.quota=24", "tasks.note_qa.quota=8",
+        "tasks.case_report_note.prompt_style=whole_note", "tasks.case_report_note.min_note_words=40",
         "tasks.note_qa.task_types=[summarization,question_answering]", "tasks.note_reasoning_qa.enabled=false"])
     con = duckdb.connect(str(path))
     try:
