@@ -135,7 +135,7 @@ def scripted_run(demo_warehouse, tmp_path, monkeypatch):
     path = tmp_path / "w.duckdb"
     shutil.copy(demo_warehouse, path)
     cfg = load_synthesis_config("synthesis/configs/asclepius_demo.yaml", [
-        "progress=false", "export=false", "tasks.case_report_note.quota=24", "tasks.note_qa.quota=8",
+        "progress=false", "export=false", "max_admissions=5", "tasks.case_report_note.quota=24", "tasks.note_qa.quota=8",
         "tasks.case_report_note.prompt_style=whole_note", "tasks.case_report_note.min_note_words=40",
         "tasks.note_qa.task_types=[summarization,question_answering]", "tasks.note_reasoning_qa.enabled=false"])
     con = duckdb.connect(str(path))
@@ -159,6 +159,12 @@ def test_case_reports_become_filtered_synthetic_notes_and_note_qa_runs_over_them
         outputs = con.execute("select task, status, reject_reason, source_id from synthesis.llm_outputs "
                               "where dataset = 'asclepius-demo'").df()
         rows = con.execute("select * from synthesis.instructions where dataset = 'asclepius-demo'").df()
+        # the GX instructions suite compares a row without a patient with its case report's split
+        from expectations.config import Settings
+        from expectations.suites.instructions import build
+
+        [sample] = [f for f in build(Settings()) if f.kind == "sample"]
+        gx_sample = con.execute(sample.query).df()
     finally:
         con.close()
     # lineage: every note joins its case report, takes its split, copies < 20 consecutive words, and is public
@@ -173,6 +179,8 @@ def test_case_reports_become_filtered_synthetic_notes_and_note_qa_runs_over_them
     assert len(crn) == 6 and crn["subject_id"].isna().all()
     qa = rows[rows["task"] == "note_qa"]
     assert len(qa) > 0 and qa["subject_id"].isna().all() and qa["hadm_id"].isna().all()
+    assert set(gx_sample["task"]) >= {"case_report_note", "note_qa"}
+    assert (gx_sample["split"] == gx_sample["patient_split"]).all()
     split_of = dict(zip(notes["synthetic_note_id"], notes["split"]))
     for r in qa.to_dict("records"):
         lin = json.loads(r["lineage"])
@@ -197,7 +205,7 @@ def test_provenance_decides_the_endpoint_of_synthesis_requests(demo_warehouse, t
     shutil.copy(demo_warehouse, path)
     llm = ["generator.llm.backend=openai", f"generator.llm.base_url={url}", "generator.llm.model=m",
            "generator.llm.approve_loopback=false", f"generator.llm.public_data_endpoints=[{url}]",
-           "generator.llm.timeout_s=2", "generator.llm.max_retries=0", "progress=false", "export=false"]
+           "generator.llm.timeout_s=2", "generator.llm.max_retries=0", "progress=false", "export=false", "max_admissions=5"]
     con = duckdb.connect(str(path))
     try:
         mimic = load_synthesis_config("synthesis/configs/asclepius_demo.yaml", llm + [
