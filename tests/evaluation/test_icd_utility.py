@@ -120,3 +120,25 @@ def test_clear_error_without_synthetic_notes(demo_warehouse):
             icd_utility(UtilityConfig(dataset="nope"), con=con)
     finally:
         con.close()
+
+
+def test_report_section_plots_per_code_f1_against_frequency(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from evaluation.report import icd_utility_section
+
+    util = pd.DataFrame({"dataset": ["d"] * 2, "metric": ["macro_f1", "micro_f1"], "real_value": [0.5, 0.6],
+                         "synthetic_value": [0.2, 0.3], "real_all_value": [0.7, 0.8],
+                         "synthetic_minus_real": [-0.3, -0.3], "n_synthetic_train_notes": [24, 24],
+                         "n_real_train_notes": [236, 236], "n_test_notes": [22, 22], "n_codes": [2, 2]})
+    codes = pd.DataFrame({"arm": ["real", "synthetic", "real_all"] * 2, "code": ["A"] * 3 + ["B"] * 3,
+                          "train_notes_with_code": [3, 3, 9, 2, 2, 5], "f1": [0.5, 0.2, 0.7, None, None, None]})
+    parts = icd_utility_section(plt, util, codes, tmp_path)
+    assert (tmp_path / "icd_utility_per_code.png").stat().st_size > 0
+    html = "\n".join(parts)
+    assert "22 real notes of test patients" in html and "-0.3" in html
+    assert icd_utility_section(plt, util.iloc[:0], codes, tmp_path) == []
