@@ -36,7 +36,7 @@ ARGS ?=
 NUM_GPUS ?= 1
 
 .PHONY: help venv demo-data demo-notes build docs expectations synthesize train evaluate report \
-        icd-utility export-meds export-meds-predictions demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu bench-grpo gpu-kit gpu-report clean
+        export-meds export-meds-predictions demo demo-real install-smollm2 test test-slow test-gpu bench-eval bench-llm bench-warehouse bench-expectations bench-synthesis bench-train bench-real-cpu bench-grpo gpu-kit gpu-report clean
 
 help: ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -79,6 +79,7 @@ evaluate: $(STAMP) ## generate + score on a test split: make evaluate CONFIG=eva
 report: $(STAMP) ## leaderboard + plots (PNG + HTML) from the results marts into reports/
 	$(PY) -m evaluation.report $(ARGS)
 
+.PHONY: icd-utility
 icd-utility: $(STAMP) ## ICD coder trained on real vs synthetic notes, tested on real test-patient notes: make icd-utility DATASET=demo
 	$(PY) -m evaluation.icd_utility --dataset $(or $(DATASET),demo) $(ARGS)
 	$(DBT) build --profiles-dir . --select results_icd_utility --quiet
