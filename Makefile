@@ -27,7 +27,7 @@ ifeq ($(origin MIMIC_NOTE_ROOT), undefined)
   endif
 endif
 EHRFORGE_DUCKDB ?= $(abspath warehouse/ehrforge.duckdb)
-export MIMIC_ROOT MIMIC_NOTE_ROOT EHRFORGE_DUCKDB
+export MIMIC_ROOT MIMIC_NOTE_ROOT EHRFORGE_DUCKDB PMC_PATIENTS_CSV
 
 DBT := cd dbt_project && ../$(VENV)/bin/dbt
 DBT_ARGS ?=
@@ -82,6 +82,11 @@ evaluate: $(STAMP) ## generate + score on a test split: make evaluate CONFIG=eva
 
 report: $(STAMP) ## leaderboard + plots (PNG + HTML) from the results marts into reports/
 	$(PY) -m evaluation.report $(ARGS)
+
+.PHONY: icd-utility
+icd-utility: $(STAMP) ## ICD coder trained on real vs synthetic notes, tested on real test-patient notes: make icd-utility DATASET=demo
+	$(PY) -m evaluation.icd_utility --dataset $(or $(DATASET),demo) $(ARGS)
+	$(DBT) build --profiles-dir . --select results_icd_utility --quiet
 
 export-meds: $(STAMP) ## the marts as a MEDS dataset (data shards, codes, splits, labels) into runs/meds/; docs/meds.md
 	$(PY) -m meds_export.cli $(ARGS)

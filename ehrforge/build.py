@@ -52,7 +52,9 @@ def source_tables() -> list[tuple[str, str, list[str], bool]]:
     out = []
     for path in sorted((DBT_PROJECT_DIR / "models" / "staging").glob("*/_*__sources.yml")):
         for src in yaml.safe_load(path.read_text())["sources"]:
-            module = src["meta"]["mimic_module"]
+            module = (src.get("meta") or {}).get("mimic_module")
+            if not module:  # not a MIMIC-IV file (e.g. the public case reports, register_case_report_source)
+                continue
             for t in src["tables"]:
                 cols = [c["name"] for c in t.get("columns", [])]
                 out.append((module, t["name"], cols, bool(t.get("meta", {}).get("optional"))))

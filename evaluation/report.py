@@ -6,7 +6,9 @@ Reads results.results_leaderboard, results_finetune_vs_base, results_calibration
 `make evaluate` first). For every spec, its latest version and data version: a leaderboard plot (the headline metric
 of each task, one bar per model, 95% CI whiskers), one plot per task (every metric), the fine-tune vs base deltas,
 calibration (reliability diagram, Brier, ECE), subgroups (the largest gap per task and metric), consistency
-(pass@k, pass^k of sampled answers), and the tables behind them.
+(pass@k, pass^k of sampled answers), and the tables behind them. When results.results_icd_utility has rows
+(`python -m evaluation.icd_utility`), the ICD-coding utility of synthetic notes: real- vs synthetic-trained coder
+(micro / macro F1) and per-code F1 against the code's train frequency.
 """
 
 from __future__ import annotations
@@ -30,6 +32,54 @@ COMPARISON = "results.results_finetune_vs_base"
 CALIBRATION = "results.results_calibration"
 SUBGROUPS = "results.results_subgroups"
 CONSISTENCY_METRICS = ("pass_at_k", "pass_hat_k")
+ICD_UTILITY = "results.results_icd_utility"
+ICD_UTILITY_PER_CODE = "evaluation.icd_utility_per_code"
+
+
+def load_icd_utility(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The latest ICD-utility run: its results mart rows and per-code rows (empty frames when there is none)."""
+    from ehrforge import warehouse
+
+    if not (warehouse.table_exists(con, ICD_UTILITY) and warehouse.table_exists(con, ICD_UTILITY_PER_CODE)):
+        return pd.DataFrame(), pd.DataFrame()
+    util = con.execute(f"select * from {ICD_UTILITY} where run_id = (select run_id from {ICD_UTILITY} "
+                       "order by created_at desc limit 1) order by metric").df()
+    if util.empty:
+        return util, pd.DataFrame()
+    codes = con.execute(f"select * from {ICD_UTILITY_PER_CODE} where run_id = ? order by arm, code",
+                        [util["run_id"].iloc[0]]).df()
+    return util, codes
+
+
+def icd_utility_section(plt, util: pd.DataFrame, codes: pd.DataFrame, out: Path) -> list[str]:
+    """Real- vs synthetic-trained ICD coder: the metrics table and per-code F1 against train frequency."""
+    if util.empty:
+        return []
+    parts = [f"<h2>ICD-coding utility of synthetic notes &middot; dataset "
+             f"{html.escape(str(util['dataset'].iloc[0]))}</h2><p>TF-IDF + one-vs-rest logistic regression trained "
+             "on real notes, on synthetic notes of the same train admissions, or on every real train note; tested "
+             f"on {int(util['n_test_notes'].iloc[0])} real notes of test patients, {int(util['n_codes'].iloc[0])} "
+             "codes.</p>",
+             _table(util, ["metric", "real_value", "synthetic_value", "real_all_value", "synthetic_minus_real",
+                           "n_synthetic_train_notes", "n_real_train_notes"])]
+    scored = codes[codes["f1"].notna()]
+    if not scored.empty:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for arm, marker in (("real", "o"), ("synthetic", "x"), ("real_all", "^")):
+            a = scored[scored["arm"] == arm]
+            # frequency on the x axis is the code's count among ALL real train notes (the label space's basis)
+            freq = a["code"].map(scored[scored["arm"] == "real_all"].set_index("code")["train_notes_with_code"])
+            ax.scatter(freq, a["f1"].astype(float), marker=marker, label=arm, alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_xlabel("real train notes with the code")
+        ax.set_ylabel("F1 on real test notes")
+        ax.set_title("per-code F1 vs code frequency", fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "icd_utility_per_code.png", dpi=100)
+        plt.close(fig)
+        parts.append("<img src='icd_utility_per_code.png' alt='per-code F1 vs frequency'>")
+    return parts
 
 
 def load(con, spec: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -174,7 +224,7 @@ def _clinical_sections(plt, spec: str, sb: pd.DataFrame, calib: pd.DataFrame, su
 
 
 def render(board: pd.DataFrame, cmp: pd.DataFrame, out: Path, calib: pd.DataFrame | None = None,
-           sub: pd.DataFrame | None = None) -> Path:
+           sub: pd.DataFrame | None = None, utility: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,6 +286,8 @@ def render(board: pd.DataFrame, cmp: pd.DataFrame, out: Path, calib: pd.DataFram
                                      "n_base_higher"]))
         parts += _clinical_sections(plt, spec, sb, pd.DataFrame() if calib is None else calib,
                                     pd.DataFrame() if sub is None else sub, out)
+    if utility is not None:
+        parts += icd_utility_section(plt, utility[0], utility[1], out)
     parts.append("</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(parts))
@@ -255,7 +307,8 @@ def main(argv: list[str] | None = None) -> None:
         with warehouse.session(read_only=True, wait_s=30) as con:
             board, cmp = load(con, args.spec)
             calib, sub = load_clinical(con, board)
-        index = render(board, cmp, Path(args.out), calib, sub)
+            utility = load_icd_utility(con)
+        index = render(board, cmp, Path(args.out), calib, sub, utility)
     except EhrforgeError as exc:
         sys.exit(f"error: {exc}")
     n_png = len(list(Path(args.out).glob("*.png")))

@@ -25,7 +25,7 @@ from ehrforge import tables, warehouse
 from ehrforge.config import config_hash
 from ehrforge.errors import EhrforgeError, InputDataError, exit_code
 from ehrforge.instructions import ANSWER_TYPES
-from synthesis import EXTRA_TABLES, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE
+from synthesis import EXTRA_TABLES, INSTRUCTIONS_TABLE, LLM_OUTPUTS_TABLE, SYNTHETIC_NOTES_TABLE
 from synthesis.config import SynthesisConfig, load_synthesis_config
 from synthesis.context import BuildContext
 from synthesis.llm_io import dumps
@@ -141,14 +141,17 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
                 if not rows:
                     log.warning("%s made no rows: %s", name, why_no_rows(ctx, name))
                 for r in rows:
-                    r["split"] = ctx.split_of(r["subject_id"])
+                    # rows about a MIMIC patient take the patient's split; rows over public case reports (no
+                    # patient) carry the case report's split from marts.dim_case_reports
+                    if r.get("subject_id") is not None or not r.get("split"):
+                        r["split"] = ctx.split_of(r["subject_id"])
                     r["dataset"] = cfg.dataset
                 ctx.rows_so_far[name] = rows
                 timings[name] = time.monotonic() - t0
                 log.info("%s: %d rows in %.1fs", name, len(rows), timings[name])
             all_rows = [r for n in ctx.rows_so_far for r in ctx.rows_so_far[n]]
             df = pd.DataFrame(all_rows, columns=tables.columns(INSTRUCTIONS_TABLE, with_run_columns=False))
-            df["subject_id"] = df["subject_id"].astype("int64")
+            df["subject_id"] = df["subject_id"].astype("Int64")  # null for rows over public case reports
             df["hadm_id"] = df["hadm_id"].astype("Int64")
             df["seed"] = df["seed"].astype("int64")
             if df.empty:
@@ -159,6 +162,8 @@ def synthesize(cfg: SynthesisConfig, con=None) -> dict:
                 extra = ctx.extra_tables.get(table)
                 if extra:
                     warehouse.write_table(con, table, tables.frame(table, extra), run, replace="key", key=["dataset"])
+                elif table == SYNTHETIC_NOTES_TABLE and "case_report_note" not in names:
+                    continue  # written by case_report_note only; a config without it (note_qa over them) keeps them
                 elif warehouse.table_exists(con, table):  # this run made none: drop the dataset's stale ones
                     con.execute(f"delete from {table} where dataset = ?", [cfg.dataset])
             counts = summary_counts(con, cfg.dataset)

@@ -38,6 +38,7 @@ def export_dataset(con, dataset: str, out_dir: str | Path | None = None, stats: 
         raise InputDataError(f"no rows for dataset {dataset!r} in {INSTRUCTIONS_TABLE}; run `make synthesize` first")
     df["messages"] = [to_messages(r) for r in df.to_dict("records")]
     df["hadm_id"] = df["hadm_id"].astype("Int64")
+    df["subject_id"] = df["subject_id"].astype("Int64")  # null for rows over public case reports
     _check_replaceable(out)
     files = {}
     # The whole export (every split + the card) is written into a temporary folder and renamed when complete: a
@@ -48,7 +49,7 @@ def export_dataset(con, dataset: str, out_dir: str | Path | None = None, stats: 
             with (tmp / f"{split}.jsonl").open("w") as fh:
                 for rec in part.to_dict("records"):
                     rec["hadm_id"] = None if pd.isna(rec["hadm_id"]) else int(rec["hadm_id"])
-                    rec["subject_id"] = int(rec["subject_id"])
+                    rec["subject_id"] = None if pd.isna(rec["subject_id"]) else int(rec["subject_id"])
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             part.to_parquet(tmp / f"{split}.parquet", index=False)
             files[split] = {"jsonl": str(out / f"{split}.jsonl"), "parquet": str(out / f"{split}.parquet"),

@@ -63,6 +63,7 @@ def dbt_env(tmp_path_factory, mimic_root, demo_note_root, session_env):
     env = {
         "MIMIC_ROOT": str(mimic_root),
         "MIMIC_NOTE_ROOT": str(demo_note_root),
+        "PMC_PATIENTS_CSV": str(_pmc_csv()),  # public case reports (marts.dim_case_reports)
         "DBT_TARGET_PATH": str(tmp / "target"),
         "DBT_LOG_PATH": str(tmp / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",

@@ -113,7 +113,8 @@ def load_from_warehouse(con, cfg, splits: Sequence[str] = ("train", "val")) -> I
             "instruction_id": row["instruction_id"],
             "task": row["task"],
             "split": row["split"],
-            "subject_id": None if row["subject_id"] is None else int(row["subject_id"]),
+            "subject_id": None if row["subject_id"] is None or row["subject_id"] != row["subject_id"]
+            else int(row["subject_id"]),  # null (NaN in pandas) for rows over public case reports
             "messages": to_messages(row, cfg.system_prompt),
         })
     return _finish(records, splits, source=f"{cfg.table}[dataset={cfg.dataset}]", cfg=cfg)

@@ -105,6 +105,19 @@ class LLMConfig(BaseModel):
     # PHI guard
     approved_endpoints: list[ApprovedEndpoint] = []
     approve_loopback: bool = True
+    # endpoints that may receive requests built ONLY from public text (no attestation needed); whether a request
+    # is public is derived from the warehouse tables it was built from (Request.sources, ehrforge.provenance)
+    public_data_endpoints: list[str] = []
+
+    @field_validator("public_data_endpoints")
+    @classmethod
+    def _public_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"public_data_endpoints entry {url!r} must be an http(s) URL such as "
+                                 "https://api.example.com/v1")
+        return [u.rstrip("/") for u in v]
 
     @field_validator("base_url")
     @classmethod

@@ -5,6 +5,13 @@ default. Any other endpoint gets requests that contain warehouse text (`Request.
 only if it is listed in `approved_endpoints` with an attestation of zero data retention and no human review.
 Host names are not resolved: a name that happens to resolve to 127.0.0.1 is still treated as external, so a DNS
 change can never open the gate.
+
+Provenance decides the rest. A request names the warehouse tables its text was built from (`Request.sources`);
+ehrforge.provenance derives from the dbt declarations whether all of them are public (PMC-Patients case reports,
+notes generated from them) or MIMIC-derived. An endpoint listed in `public_data_endpoints` receives a batch only if
+every request in it is public by that derivation: `contains_phi=False` does not count there, and a request without
+sources counts as MIMIC-derived. A request whose sources include a MIMIC-derived table is PHI for every endpoint,
+whatever its `contains_phi` flag says.
 """
 
 from __future__ import annotations
@@ -40,11 +47,35 @@ def endpoint_approval(config: LLMConfig) -> str | None:
     return None
 
 
+def is_public_data_endpoint(config: LLMConfig) -> bool:
+    if config.backend != "openai" or not config.base_url:
+        return False
+    target = normalize_url(config.base_url)
+    return any(normalize_url(u) == target for u in config.public_data_endpoints)
+
+
 def check_phi(config: LLMConfig, requests: Iterable[Request]) -> None:
     """Raise PHIGuardError if any request carrying warehouse text would go to an unapproved endpoint."""
+    from ehrforge import provenance
+
     if endpoint_approval(config) is not None:
         return
-    phi_ids = [r.id for r in requests if r.contains_phi]
+    requests = list(requests)
+    if is_public_data_endpoint(config):
+        refused = [(r.id, provenance.mimic_tables(r.sources) if r.sources else None) for r in requests
+                   if provenance.of_tables(r.sources) != provenance.PUBLIC]
+        if not refused:
+            return
+        shown = "; ".join(f"{rid} (built from {', '.join(t)})" if t else f"{rid} (names no source table)"
+                          for rid, t in refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        raise PHIGuardError(
+            f"refusing to send {len(refused)} request(s) to {config.base_url}: it is listed in public_data_endpoints, "
+            f"which receive only requests built from public text, and these are MIMIC-derived or name no source "
+            f"table: {shown}. Nothing was sent. Public tables are declared in the dbt source YAML "
+            "(`meta: {provenance: public}`, e.g. dbt_project/models/staging/pmc_patients/_pmc_patients__sources.yml) "
+            "and everything built only from them; send MIMIC-derived text only to an in-process backend, a loopback "
+            "server, or an endpoint in approved_endpoints with a PHI attestation.")
+    phi_ids = [r.id for r in requests if r.contains_phi or (r.sources and provenance.of_tables(r.sources) != provenance.PUBLIC)]
     if not phi_ids:
         return
     shown = ", ".join(phi_ids[:5]) + (f" and {len(phi_ids) - 5} more" if len(phi_ids) > 5 else "")
@@ -57,5 +88,6 @@ def check_phi(config: LLMConfig, requests: Iterable[Request]) -> None:
         "      attestation: {zero_data_retention: true, no_human_review: true}\n"
         "only if your data-use agreement with the provider guarantees both (PhysioNet: prefer local models). "
         "Alternatively serve the model locally (vLLM on 127.0.0.1) or use backend transformers/vllm. Requests "
-        "built only from synthetic or public text can set contains_phi=False."
+        "built only from public text can name their source tables (Request.sources) and go to an endpoint listed in "
+        "public_data_endpoints."
     )

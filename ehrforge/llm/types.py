@@ -44,6 +44,9 @@ class Request(BaseModel):
     id: str
     messages: list[dict[str, Any]]
     contains_phi: bool = True
+    # the warehouse tables ("schema.table") the request's text was built from; the PHI guard derives the request's
+    # provenance (public / mimic) from them (ehrforge.provenance), whatever contains_phi says
+    sources: list[str] = []
     max_new_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)

@@ -11,6 +11,11 @@ example pool of their task type for later rounds, within the same split only (no
 
 On the demo the notes are PMC-Patients case summaries (chief complaint / HPI / brief hospital course) that do NOT
 describe the admission they are attached to: with `notes_describe_admission: false` every row's lineage says so.
+
+`note_source: synthetic` runs the same tasks over the synthetic discharge summaries that case_report_note wrote
+from public case reports (synthesis.synthetic_notes; of this run, or of `synthetic_notes_dataset`): Asclepius's
+instruction set. Those rows have no patient (subject_id / hadm_id null) and take their case report's split. Each
+request names the table its note came from; the PHI guard derives from it where the request may go.
 """
 
 from __future__ import annotations
@@ -22,12 +27,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
+from typing import Literal
+
 from pydantic import Field, field_validator
+
+from ehrforge import provenance
 
 from ehrforge.llm.cache import prompt_hash
 from synthesis.llm_io import (UNANSWERABLE, OutputLog, Rejected, check_instruction_answer, dumps, generator_model,
                               parse_json_object, run_requests)
 from synthesis.registry import Task, TaskConfig, instruction_id, register_task, stable_hash, take_quota
+from synthesis.synthetic_notes import SYNTHETIC_NOTES_TABLE, split_sections, synthetic_notes_for
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "asclepius.yaml"
 ASCLEPIUS_TASKS = ("named_entity_recognition", "abbreviation_expansion", "relation_extraction",
@@ -65,6 +75,11 @@ class NoteQAConfig(TaskConfig):
     notes_describe_admission: bool = Field(True, description="false for the demo (PMC-Patients stand-in notes)")
     max_new_tokens: int = Field(256, ge=8)
     max_answer_chars: int = 2000
+    note_source: Literal["mimic", "synthetic"] = Field(
+        "mimic", description="mimic: discharge notes of the cohort (marts.fct_notes); synthetic: the notes "
+        "case_report_note wrote from public case reports (synthesis.synthetic_notes)")
+    synthetic_notes_dataset: str | None = Field(None, description="dataset whose synthetic notes are read "
+                                                "(default: this config's dataset)")
 
     @field_validator("task_types")
     @classmethod
@@ -89,11 +104,37 @@ SECTION_TITLES = {"chief_complaint": "Chief Complaint", "history_of_present_illn
 
 
 class _NoteTask(Task):
+    @staticmethod
+    def note_tables(cfg) -> list[str]:
+        """The warehouse tables the note text comes from (Request.sources: the PHI guard's provenance input)."""
+        return [SYNTHETIC_NOTES_TABLE] if cfg.note_source == "synthetic" else ["marts.fct_notes"]
+
+    def _synthetic_notes(self, ctx, cfg) -> list[dict]:
+        dataset = cfg.synthetic_notes_dataset or ctx.cfg.dataset
+        out = []
+        for r in synthetic_notes_for(ctx, dataset):
+            sec = split_sections(r["note_text"])
+            n = {"note_id": r["synthetic_note_id"], "subject_id": None, "hadm_id": None, "_split": r["split"],
+                 "case_report_id": r["case_report_id"], "clean_text": r["note_text"]}
+            n.update({k: sec.get(k) for k in SECTION_TITLES})
+            out.append(n)
+        st = ctx.stats.setdefault(self.name, {})
+        st["n_cohort_notes"], st["n_notes_text_shared_across_splits"] = len(out), 0
+        if not out:
+            st["no_rows_reason"] = (f"0 synthetic notes of dataset {dataset!r} in {SYNTHETIC_NOTES_TABLE} (enable "
+                                    "case_report_note in this config, or run the config that writes them first)")
+        return out
+
     def _notes(self, ctx, cfg):
-        notes = ctx.cohort_notes(self.name, ["note_type", "clean_text", *SECTION_TITLES])
+        if cfg.note_source == "synthetic":
+            notes = self._synthetic_notes(ctx, cfg)
+            if not notes:
+                return []
+        else:
+            notes = ctx.cohort_notes(self.name, ["note_type", "clean_text", *SECTION_TITLES]).to_dict("records")
         out = []
         n_with_sections = 0
-        for n in notes.to_dict("records"):
+        for n in notes:
             if cfg.sections:
                 parts = [f"{SECTION_TITLES[s]}: {str(n[s]).strip()}" for s in cfg.sections
                          if n.get(s) is not None and str(n[s]).strip() and str(n[s]) != "nan"]
@@ -112,6 +153,8 @@ class _NoteTask(Task):
         st = ctx.stats[self.name]
         n, shared = st["n_cohort_notes"], st["n_notes_text_shared_across_splits"]
         left = n - shared
+        if n == 0 and cfg.note_source == "synthetic":
+            return st["no_rows_reason"]
         if n == 0:
             return (f"0 discharge notes in marts.fct_notes for the {len(ctx.admissions)} cohort admissions "
                     "(no MIMIC-IV-Note folder, or no note matches the cohort)")
@@ -186,17 +229,20 @@ class _NoteTask(Task):
         rows = []
         from ehrforge.llm import Request
 
+        sources = self.note_tables(cfg)
+        is_public = provenance.of_tables(sources) == provenance.PUBLIC
+
         n_rounds = cfg.bootstrap_rounds
         for rnd in range(n_rounds):
             part = chosen[rnd::n_rounds]
             reqs, meta = [], []
             for c in part:
                 n, tt = c["_n"], c["template_id"]
-                split = ctx.split_of(n["subject_id"])
+                split = n.get("_split") or ctx.split_of(n["subject_id"])
                 pool = seed_pool[tt] + boot.get((tt, split), [])
                 shots = sorted(pool, key=lambda e: stable_hash(ctx.seed, c["instruction_id"], e["_id"]))[: cfg.n_shots]
                 msgs = self._prompt(tt, c["_text"], shots, c["_unans"])
-                reqs.append(Request(id=c["instruction_id"], messages=msgs, contains_phi=True,
+                reqs.append(Request(id=c["instruction_id"], messages=msgs, contains_phi=not is_public, sources=sources,
                                     max_new_tokens=cfg.max_new_tokens, seed=ctx.seed))
                 meta.append((c, shots, msgs, split))
             responses = run_requests(ctx, self.name, reqs)
@@ -215,12 +261,17 @@ class _NoteTask(Task):
                 log.add(c["instruction_id"], n["note_id"], p_hash, resp, "accepted", instruction_id=c["instruction_id"])
                 boot.setdefault((tt, split), []).append({"instruction": ins, "answer": ans,
                                                          "_id": c["instruction_id"]})
-                lineage = {"source_marts": self.source_marts, "note_id": n["note_id"], "hadm_id": int(n["hadm_id"]),
+                hadm = None if n["hadm_id"] is None else int(n["hadm_id"])
+                lineage = {"source_marts": sources, "note_id": n["note_id"], "hadm_id": hadm,
                            "sections": cfg.sections or "all", "task_type": tt, "round": rnd,
                            "shot_ids": [s["_id"] for s in shots], "unanswerable": c["_unans"],
-                           "note_describes_admission": cfg.notes_describe_admission, "cache_key": resp.cache_key}
+                           "note_describes_admission": cfg.notes_describe_admission, "cache_key": resp.cache_key,
+                           "note_source": cfg.note_source, "provenance": provenance.of_tables(sources)}
+                if cfg.note_source == "synthetic":
+                    lineage["case_report_id"] = n["case_report_id"]
                 rows.append({"instruction_id": c["instruction_id"], "task": self.name, "task_version": self.version,
-                             "subject_id": int(n["subject_id"]), "hadm_id": int(n["hadm_id"]), "context": c["_text"],
+                             "subject_id": None if n["subject_id"] is None else int(n["subject_id"]), "hadm_id": hadm,
+                             "split": split, "context": c["_text"],
                              "instruction": ins, "answer": ans, "answer_type": "text", "lineage": dumps(lineage),
                              "template_id": tt, "prompt_hash": p_hash, "generator_model": generator_model(ctx),
                              "seed": ctx.seed, "_data": stable_hash(n["note_id"], c["_text"])})
@@ -228,12 +279,13 @@ class _NoteTask(Task):
         return rows
 
 
-@register_task("note_qa", version="1.1", source_marts=["marts.fct_notes"], config=NoteQAConfig, uses_llm=True)
+@register_task("note_qa", version="1.1", source_marts=["marts.fct_notes"], config=NoteQAConfig, uses_llm=True,
+               depends_on=["case_report_note"])  # over synthetic notes: after the task that writes them
 class NoteQA(_NoteTask):
     pass
 
 
 @register_task("note_reasoning_qa", version="1.1", source_marts=["marts.fct_notes"], config=ReasoningQAConfig,
-               uses_llm=True)
+               uses_llm=True, depends_on=["case_report_note"])
 class NoteReasoningQA(_NoteTask):
     pass
