@@ -70,6 +70,7 @@ def test_csv_and_parquet_layouts_are_read(linked_demo_copy, tmp_path, mimic_root
     preflight(str(root), None)
 
 
+@pytest.mark.slow  # 4-8 s (a dbt invocation / extra training run): keeps the default run under 4 min
 def test_dbt_itself_names_a_missing_table(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """Users who run `dbt build` directly (no preflight) get the same kind of message from the hook."""
     root = linked_demo_copy

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ehrforge.paths import REPO_ROOT
 
 
+@pytest.mark.slow  # 4-8 s (a dbt invocation / extra training run): keeps the default run under 4 min
 def test_bench_warehouse_load_floor_creates_its_output_folder(mimic_root, demo_note_root, tmp_path):
     db = tmp_path / "not-yet" / "load.duckdb"
     out = subprocess.run(

@@ -9,16 +9,8 @@
 {% macro register_case_report_source() %}
   {% if execute and flags.WHICH in ('build', 'run', 'test', 'seed', 'compile', 'show') %}
     {% set srcs = graph.sources.values() | selectattr('source_meta.case_reports_env', 'defined') | list %}
-    {% set ns = namespace(reads=false) %}
-    {% for uid in selected_resources %}
-      {% set node = graph.nodes.get(uid) %}
-      {% for dep in (node.depends_on.nodes if node else []) %}
-        {% if dep.startswith('source.') and graph.sources[dep].source_meta.get('case_reports_env') %}
-          {% set ns.reads = true %}
-        {% endif %}
-      {% endfor %}
-    {% endfor %}
-    {% for src in srcs if ns.reads %}
+    {% set reads = selection_reads_raw_files('case_reports_env') %}
+    {% for src in srcs if reads %}
       {% set var_name = src.source_meta.case_reports_env %}
       {% set path = env_var(var_name, '') %}
       {% set relation = src.schema ~ '.' ~ src.identifier %}

@@ -13,12 +13,14 @@
   Optional tables (meta.optional: true, e.g. the notes) become empty views when absent.
   A selection that reads no raw file (e.g. `dbt build --select results`) skips all of this and needs no MIMIC_ROOT.
 -#}
-{% macro selection_reads_raw_files() %}
+{#- Whether the selected nodes read a source whose source-level meta has `meta_key` (mimic_module: the raw MIMIC
+    files; case_reports_env: the PMC-Patients CSV). -#}
+{% macro selection_reads_raw_files(meta_key='mimic_module') %}
   {% set ns = namespace(reads=false) %}
   {% for uid in selected_resources %}
     {% set node = graph.nodes.get(uid) %}
     {% for dep in (node.depends_on.nodes if node else []) %}
-      {% if dep.startswith('source.') and graph.sources[dep].source_meta.get('mimic_module') %}
+      {% if dep.startswith('source.') and graph.sources[dep].source_meta.get(meta_key) %}
         {% set ns.reads = true %}
       {% endif %}
     {% endfor %}

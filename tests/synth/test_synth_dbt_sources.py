@@ -5,7 +5,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow  # 4-8 s (a dbt invocation / extra training run): keeps the default run under 4 min
 def test_dbt_source_tests_pass_on_synthesized_warehouse(chain_copy):
     from ehrforge.build import run_dbt
 

@@ -98,6 +98,7 @@ def test_resume_continues_the_run_from_the_newest_complete_checkpoint(train_env,
     assert resumed["real_tokens_trained"] == full["real_tokens_trained"]
 
 
+@pytest.mark.slow  # 4-8 s (a dbt invocation / extra training run): keeps the default run under 4 min
 def test_finished_run_is_reported_and_left_alone(train_env, caplog):
     """Re-running a finished run changes nothing (no step 5 of 4, final/ and its records untouched); --retrain trains
     it again. A periodic eval at the last step is the run's one final val row."""
@@ -125,6 +126,7 @@ def test_finished_run_is_reported_and_left_alone(train_env, caplog):
     assert stamp() != before
 
 
+@pytest.mark.slow  # 4-8 s (a dbt invocation / extra training run): keeps the default run under 4 min
 def test_tokens_per_second_excludes_a_long_final_evaluation(train_env):
     """The final evaluation runs after the timed training; its time is not subtracted from a wall time that does
     not contain it (which gave 1e11 tok/s)."""
@@ -164,6 +166,7 @@ def test_adapter_reloads_and_merges_to_same_outputs(train_env):
     assert torch.allclose(_logits(merged, tok), captured["logits"], atol=1e-4)
 
 
+@pytest.mark.slow  # 4-8 s (a dbt invocation / extra training run): keeps the default run under 4 min
 def test_cpt_then_sft(train_env):
     cfg = load_train_config("training/configs/demo/tiny_cpt_lora.yaml", FAST + [
         "cpt.block_size=256", "cpt.max_steps=4", "train.max_steps=4"])
@@ -186,6 +189,7 @@ def test_full_finetune_runs(train_env):
     assert (Path(s["output_path"]) / "config.json").exists()
 
 
+@pytest.mark.slow  # 4-8 s (a dbt invocation / extra training run): keeps the default run under 4 min
 def test_qlora_trains_a_4bit_base_and_reloads(train_env):
     """QLoRA through bitsandbytes' CPU backend: the same code path a GPU run takes, 4-bit NF4 base included."""
     pytest.importorskip("bitsandbytes")
