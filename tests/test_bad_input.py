@@ -91,6 +91,7 @@ def test_dbt_itself_names_a_missing_table(linked_demo_copy, tmp_path, mimic_root
     assert "missing MIMIC-IV table icu/icustays" in str(res.exception or res.result)
 
 
+@pytest.mark.slow  # 6-7 s (a dbt build that fails in its source hook); the preflight's gzip check is in the default run
 def test_truncated_gzip_stops_build_naming_file(linked_demo_copy, tmp_path, mimic_root, dbt_env, monkeypatch):
     """An interrupted download (valid header, truncated body) passes the cheap preflight; dbt's source hook then
     stops before any model runs, naming the file and the fix, and the build is recorded as failed."""

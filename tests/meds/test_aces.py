@@ -12,17 +12,16 @@ pytest.importorskip("meds", reason="the MEDS export needs the `meds` extra: pip 
 
 
 @pytest.fixture(scope="module")
-def aces_run(demo_warehouse, tmp_path_factory):
+def aces_run(demo_warehouse, export, tmp_path_factory):
+    """ACES over the shared export (tests/meds/conftest.py: 30-subject shards, so ACES runs once per shard and a
+    subject's windows must not depend on the sharding)."""
     from ehrforge import warehouse
     from meds_export import aces
-    from meds_export.export import MedsExportConfig, export_meds
 
-    root = tmp_path_factory.mktemp("aces")
+    out = tmp_path_factory.mktemp("aces") / "aces"
     with warehouse.session(demo_warehouse, read_only=True) as con:
-        # small shards: ACES runs once per shard and a subject's windows must not depend on the sharding
-        export = export_meds(con, MedsExportConfig(out=str(root / "MIMIC-IV-demo"), subjects_per_shard=30))
-        results = aces.run(con, export.out, root / "aces")
-    return root / "aces", {r.task: r for r in results}
+        results = aces.run(con, export.out, out)
+    return out, {r.task: r for r in results}
 
 
 def test_every_outcome_task_has_an_aces_config(demo_warehouse):

@@ -13,17 +13,6 @@ pytest.importorskip("meds", reason="the MEDS export needs the `meds` extra: pip 
 
 
 @pytest.fixture(scope="module")
-def export(demo_warehouse, tmp_path_factory):
-    from ehrforge import warehouse
-    from meds_export.export import MedsExportConfig, export_meds
-
-    out = tmp_path_factory.mktemp("meds") / "MIMIC-IV-demo"
-    with warehouse.session(demo_warehouse, read_only=True) as con:
-        summary = export_meds(con, MedsExportConfig(out=str(out), subjects_per_shard=30))
-    return summary
-
-
-@pytest.fixture(scope="module")
 def con(demo_warehouse, export):
     """The warehouse (read-only) with the export's data, codes, splits and labels as views."""
     c = duckdb.connect(str(demo_warehouse), read_only=True)
