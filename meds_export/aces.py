@@ -167,6 +167,7 @@ def compare(con, task: str, labels) -> TaskComparison:
                 out.disagree.append(row)
     return out
 
+
 def run(con, export_dir: Path, out: Path, tasks: list[str] | None = None) -> list[TaskComparison]:
     """Write ACES labels per task (MEDS label schema) and comparison.json into `out`, atomically."""
     import meds
