@@ -33,11 +33,8 @@
         {% endif %}
         {% do run_query("create or replace view " ~ relation ~ " as select * from read_csv('" ~ path
                         ~ "', header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"')") %}
-        {% set actual = run_query("select lower(column_name) from (describe " ~ relation ~ ")").columns[0].values() | list %}
-        {% set missing = [] %}
-        {% for c in src.columns.values() %}
-          {% if c.name | lower not in actual %}{% do missing.append(c.name) %}{% endif %}
-        {% endfor %}
+        {% set check = declared_columns_missing(src, relation) %}
+        {% set actual, missing = check.actual, check.missing %}
         {% if missing %}
           {% do run_query('drop view ' ~ relation) %}
           {{ exceptions.raise_compiler_error(

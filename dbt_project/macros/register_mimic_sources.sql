@@ -28,6 +28,16 @@
   {{ return(ns.reads) }}
 {% endmacro %}
 
+{#- The columns `relation` has (lower case) and the declared columns of `src` it lacks. -#}
+{% macro declared_columns_missing(src, relation) %}
+  {% set actual = run_query("select lower(column_name) from (describe " ~ relation ~ ")").columns[0].values() | list %}
+  {% set missing = [] %}
+  {% for c in src.columns.values() %}
+    {% if c.name | lower not in actual %}{% do missing.append(c.name) %}{% endif %}
+  {% endfor %}
+  {{ return({'actual': actual, 'missing': missing}) }}
+{% endmacro %}
+
 {% macro register_mimic_sources() %}
   {% if execute and flags.WHICH in ('build', 'run', 'test', 'seed', 'compile', 'show') and selection_reads_raw_files() %}
     {% set root = env_var('MIMIC_ROOT', '') %}
@@ -72,11 +82,8 @@
           {% set reader = "read_csv('" ~ path ~ "', header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"'" ~ (', ' ~ opts if opts else '') ~ ")" %}
         {% endif %}
         {% do run_query('create or replace view ' ~ relation ~ ' as select * from ' ~ reader) %}
-        {% set actual = run_query("select lower(column_name) from (describe " ~ relation ~ ")").columns[0].values() | list %}
-        {% set missing = [] %}
-        {% for c in src.columns.values() %}
-          {% if c.name | lower not in actual %}{% do missing.append(c.name) %}{% endif %}
-        {% endfor %}
+        {% set check = declared_columns_missing(src, relation) %}
+        {% set actual, missing = check.actual, check.missing %}
         {% if missing %}
           {% do run_query('drop view ' ~ relation) %}
           {{ exceptions.raise_compiler_error(

@@ -219,3 +219,29 @@ def test_provenance_decides_the_endpoint_of_synthesis_requests(demo_warehouse, t
             synthesize(public, con=con)
     finally:
         con.close()
+
+
+@pytest.mark.slow  # ~12 s: two dbt invocations
+def test_a_bad_case_report_file_stops_the_build_naming_it(tmp_path, dbt_env, monkeypatch):
+    """PMC_PATIENTS_CSV pointing at no file, or at a CSV without PMC-Patients' columns: the dbt hook stops before any
+    model runs, naming the variable, the file and what is missing."""
+    from dbt.cli.main import dbtRunner
+
+    from ehrforge.build import release_dbt_connection
+    from ehrforge.paths import DBT_PROJECT_DIR
+
+    def run(csv):
+        monkeypatch.setenv("PMC_PATIENTS_CSV", str(csv))
+        monkeypatch.setenv("EHRFORGE_DUCKDB", str(tmp_path / "w.duckdb"))
+        try:
+            res = dbtRunner().invoke(["run", "--select", "stg_pmc_patients__case_reports", "--project-dir",
+                                      str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--quiet"])
+        finally:
+            release_dbt_connection()
+        assert not res.success
+        return str(res.exception or res.result)
+
+    assert re.search(r"PMC_PATIENTS_CSV=\S*nowhere\.csv is not a file", run(tmp_path / "nowhere.csv"))
+    bad = tmp_path / "reports.csv"
+    bad.write_text("patient_id,title,text\n1,a,b\n")
+    assert re.search(r"reports\.csv \(PMC_PATIENTS_CSV\) lacks column\(s\) patient_uid, PMID, age, gender", run(bad))
