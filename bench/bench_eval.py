@@ -43,27 +43,28 @@ def bench_spec(model_path: str, max_new_tokens: int, batch_size: int, skip: set[
                     generation={"max_new_tokens": max_new_tokens, "batch_size": batch_size}, build_results=False)
 
 
-def items_from_warehouse(src: Path, n: int, workdir: Path):
-    """Copy the warehouse, build the fixture instruction set from its marts, take n items (all tasks, seeded)."""
+def items_from_warehouse(src: Path, n: int, workdir: Path, dataset: str = "demo"):
+    """Copy the warehouse, take n items (all tasks, seeded) of `dataset` in its synthesis.instructions."""
     import pandas as pd
 
     from ehrforge import warehouse
-    from evaluation.data import load_items
+    from evaluation.data import load_items, select_subset
     from evaluation.models import tiny_model
     from evaluation.spec import DataSpec
-    from tests.evaluation.instructions_fixture import DATASET, write_instructions
 
     db = workdir / "bench.duckdb"
     shutil.copy(src, db)
     with warehouse.session(db) as con:
-        write_instructions(con, "bench_eval.instructions")  # beside, never into, a real synthesis.instructions
+        warehouse.require_tables(con, ["synthesis.instructions"],
+                                 hint=f"build the instruction set first: `make synthesize` (dataset {dataset!r})")
         parts = []
         for split in ("test", "val", "train"):
-            df, _ = load_items(con, DataSpec(table="bench_eval.instructions", dataset=DATASET, split=split))
+            df, _ = load_items(con, DataSpec(dataset=dataset, split=split))
             parts.append(df)
         items = pd.concat(parts).reset_index(drop=True)
-        from evaluation.data import select_subset
-
+        if items.empty:
+            raise SystemExit(f"synthesis.instructions in {src} has no rows of dataset {dataset!r}: "
+                             f"run `make synthesize` (or pass --dataset)")
         items = select_subset(items, n_per_task=max(1, n // items["task"].nunique() + 1), n=n, seed=0)
         model = tiny_model(con, workdir)
     return db, items.reset_index(drop=True), model
@@ -199,6 +200,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--warehouse", default=os.environ.get("EHRFORGE_DUCKDB", "warehouse/ehrforge.duckdb"))
+    ap.add_argument("--dataset", default="demo", help="dataset of synthesis.instructions to take items from")
     ap.add_argument("--items", help="JSONL of items (from --export-items) instead of a warehouse")
     ap.add_argument("--export-items", help="write the items used to this JSONL (for the GPU run)")
     ap.add_argument("--export-only", help="write DIR/items.jsonl and DIR/tokenizer (the GPU run's inputs) and stop")
@@ -224,7 +226,7 @@ def main() -> None:
         items = pd.read_json(args.items, lines=True)
         model = args.model
     else:
-        db, items, model = items_from_warehouse(Path(args.warehouse), args.n_items, work)
+        db, items, model = items_from_warehouse(Path(args.warehouse), args.n_items, work, args.dataset)
         model = args.model or model
     if args.export_items:
         items.to_json(args.export_items, orient="records", lines=True)
