@@ -51,7 +51,9 @@ def chunked_causal_lm_loss_sum(hidden, lm_head, labels, chunk_tokens: int = 4096
     h = hidden[:, :-1, :].reshape(-1, hidden.shape[-1])
     y = labels[:, 1:].reshape(-1)
     keep = y != IGNORE_INDEX
-    h, y = h[keep], y[keep]
+    # The head's own dtype: under mixed precision accelerate returns the model's outputs in float32
+    # (convert_outputs_to_fp32), while a bf16-loaded head has bf16 weights.
+    h, y = h[keep].to(next(lm_head.parameters()).dtype), y[keep]
     total = hidden.new_zeros((), dtype=torch.float32)
 
     def _chunk(hc, yc):
@@ -110,9 +112,10 @@ def _make_trainer_class():
             labels = inputs.pop("labels")
             outputs = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
             lm_head = self.accelerator.unwrap_model(model).get_output_embeddings()
-            loss_sum, n_local = chunked_causal_lm_loss_sum(
-                outputs.hidden_states[-1], lm_head, labels, self.loss_chunk_tokens
-            )
+            with self.accelerator.autocast():  # the head runs as it would inside the model's (autocast) forward
+                loss_sum, n_local = chunked_causal_lm_loss_sum(
+                    outputs.hidden_states[-1], lm_head, labels, self.loss_chunk_tokens
+                )
             if num_items_in_batch is not None:
                 loss = loss_sum / num_items_in_batch
                 if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:

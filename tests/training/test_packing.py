@@ -75,3 +75,19 @@ def test_chunked_loss_matches_model_loss(train_env, tiny_model_dir):
     (s / n).backward()
     assert torch.allclose(s / n, ref, atol=1e-5)
     assert torch.allclose(model.model.layers[0].self_attn.q_proj.weight.grad, g_ref, atol=1e-6)
+
+
+def test_chunked_loss_takes_float32_hidden_states_into_a_bf16_head():
+    """Under bf16 mixed precision accelerate hands back the model's outputs in float32 while a bf16-loaded head
+    keeps bf16 weights (this failed the first GPU run): the loss casts to the head's dtype and still has gradients."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 40, bias=False).to(torch.bfloat16)
+    hidden = torch.randn(2, 9, 16, dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, 40, (2, 9))
+    labels[:, :3] = -100
+    want, n_want = chunked_causal_lm_loss_sum(hidden, head, labels, chunk_tokens=4)
+    got, n = chunked_causal_lm_loss_sum(hidden.float(), head, labels, chunk_tokens=4)
+    got.backward()
+    assert n == n_want == 12
+    assert torch.allclose(got, want)
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
