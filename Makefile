@@ -159,7 +159,7 @@ gpu-kit: $(STAMP) ## everything the one GPU call needs (lengths, items, tokenize
 	$(MAKE) --no-print-directory demo-data
 	PY_HERE=$(PY) bash bench/gpu.sh kit
 
-gpu-report: ## docs/benchmarks-gpu.md from a GPU call's output folder: make gpu-report RESULTS=<folder>
+gpu-report: ## docs/benchmarks-gpu.md from a GPU call's output folder(s): make gpu-report RESULTS="<folder> [<folder> ...]" (one window's calls, merged)
 	python3 bench/gpu_report.py render $(or $(RESULTS),$(error set RESULTS=<folder with results.json>)) --out docs/benchmarks-gpu.md
 
 clean: ## remove the warehouse, runs, reports and dbt target (keeps .venv and data/)

@@ -92,6 +92,42 @@ def collect(work: Path, kit: Path, out: Path) -> dict:
     return results
 
 
+# ------------------------------------------------------------------------------------------------------ merge
+
+
+def merge(runs: list[dict]) -> dict:
+    """Several calls in one GPU window (a rerun of the parts that failed or were cut) as one result.
+
+    A part comes from the last call that ran it; generation rows are merged by name (a later call may measure
+    only the modes an earlier one did not reach). The header lists every call with its kit's commit.
+    """
+    out = json.loads(json.dumps(runs[0]))
+    out["calls"] = [{"collected_at": r.get("collected_at"), "kit": r.get("kit", {}),
+                     "parts": sorted(r.get("status", {}))} for r in runs]
+    for r in runs[1:]:
+        for part, st in r.get("status", {}).items():
+            if part in ("setup", "report"):
+                continue
+            out["status"][part] = st
+            if part == "llm" and out.get("llm") and r.get("llm"):
+                rows = {row["name"]: row for row in out["llm"]["rows"]}
+                for row in r["llm"]["rows"]:
+                    old = rows.get(row["name"])
+                    # the one-prompt-at-a-time baseline: the longer measurement stays (a 1-prompt rerun is mostly
+                    # warm-up); every ratio is then taken against the baseline that is shown
+                    if not (row["name"] == "naive" and old and old.get("n_prompts", 0) > row.get("n_prompts", 0)):
+                        rows[row["name"]] = row
+                naive = rows.get("naive")
+                for row in rows.values():
+                    if naive and row is not naive and "tokens_per_s" in row and "tokens_per_s" in naive:
+                        row["vs_naive"] = row["tokens_per_s"] / naive["tokens_per_s"]
+                out["llm"] = {**r["llm"], "rows": list(rows.values())}
+            else:
+                out[part] = r.get(part)
+        out["collected_at"], out["kit"] = r.get("collected_at"), r.get("kit", {})
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------- render
 
 
@@ -149,6 +185,11 @@ def render(results: dict | None) -> str:
                 "output of one `bash bench/gpu.sh all` call (docs/gpu.md).", ""]
     else:
         when = results.get("collected_at", "?")
+        if len(results.get("calls", [])) > 1:
+            out += [f"From {len(results['calls'])} calls in one GPU window; a part comes from the last call that ran "
+                    "it (generation rows merged by name): " + "; ".join(
+                        f"{c['collected_at']} ({', '.join(c['parts'])}; kit `{c['kit'].get('commit', '?')[:12]}`)"
+                        for c in results["calls"]) + ".", ""]
         out += [f"{'**DRY RUN on CPU at small shapes: these are not GPU figures.** ' if dry else ''}"
                 f"Measured {when} by `bash bench/gpu.sh all` on {setup.get('device', '?')}; kit built at commit "
                 f"`{kit.get('commit', '?')[:12]}`{' (uncommitted changes)' if kit.get('dirty') else ''}; "
@@ -253,8 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--work", required=True, type=Path)
     c.add_argument("--kit", required=True, type=Path)
     c.add_argument("--out", required=True, type=Path)
-    r = sub.add_parser("render", help="markdown tables from FOLDER/results.json (or --empty)")
-    r.add_argument("folder", nargs="?", type=Path)
+    r = sub.add_parser("render", help="markdown tables from FOLDER/results.json (or --empty); several folders: "
+                                      "the calls of one GPU window, merged (a part from the last call that ran it)")
+    r.add_argument("folder", nargs="*", type=Path)
     r.add_argument("--empty", action="store_true", help="the tables with every figure 'not yet measured'")
     r.add_argument("--out", type=Path, help="write here instead of stdout")
     args = ap.parse_args(argv)
@@ -264,14 +306,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.empty:
         results = None
     else:
-        if args.folder is None:
+        if not args.folder:
             sys.exit("error: give the folder the GPU call returned (it holds results.json), or --empty")
-        path = args.folder / "results.json"
-        if not path.is_file():
-            sys.exit(f"error: no {path}: give the folder that `bash bench/gpu.sh all` wrote ($OUT), as fetched here")
-        results = json.loads(path.read_text())
-        if results.get("schema") != 1:
-            sys.exit(f"error: {path} has schema {results.get('schema')!r}, this script reads schema 1")
+        runs = []
+        for folder in args.folder:
+            path = folder / "results.json"
+            if not path.is_file():
+                sys.exit(f"error: no {path}: give the folder that `bash bench/gpu.sh all` wrote ($OUT), as fetched here")
+            run = json.loads(path.read_text())
+            if run.get("schema") != 1:
+                sys.exit(f"error: {path} has schema {run.get('schema')!r}, this script reads schema 1")
+            runs.append(run)
+        results = merge(runs)
     text = render(results)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,29 @@ def test_report_reads_live_test_outcomes_when_the_tests_part_was_cut(tmp_path):
     text = (tmp_path / "out" / "summary.txt").read_text()
     assert "| test_packed_loss_equals_per_example_loss_bf16_sdpa | passed | 1.0 |" in text
     assert "| test_lora_run_lowers_loss_and_reloads_to_same_logits | not yet measured | |" in text
+
+
+def test_merge_takes_each_part_from_the_last_call_that_ran_it():
+    """A rerun in the same window (the parts that failed or were cut) replaces those parts only; generation rows
+    merge by name, the longer one-prompt-at-a-time baseline stays and every ratio is taken against it."""
+    first = {"schema": 1, "collected_at": "t1", "kit": {"commit": "aaaa"}, "setup": {}, "dry_run": False,
+             "status": {p: {"status": "ok", "rc": 0, "seconds": 1, "box_s": 9} for p in ("setup", "train-1b", "llm")},
+             "train-1b": [{"variant": "ours:2048x8", "error": "RuntimeError('dtype')"}],
+             "llm": {"n_prompts": 64, "prompt_tokens": 512, "new_tokens": 128, "rows": [
+                 {"name": "naive", "mode": "naive", "batch_size": 1, "n_prompts": 4, "tokens_per_s": 50.0},
+                 {"name": "static b64", "mode": "static", "batch_size": 64, "tokens_per_s": 9000.0, "vs_naive": 180.0}]}}
+    second = {"schema": 1, "collected_at": "t2", "kit": {"commit": "bbbb"}, "setup": {}, "dry_run": False,
+              "status": {p: {"status": "ok", "rc": 0, "seconds": 2, "box_s": 9} for p in ("train-1b", "llm")},
+              "train-1b": [{"variant": "hf_padded", "real_tokens_per_s": 1.0, "mfu": 0.1, "peak_memory_gib": 1.0,
+                            "batch": "8 examples, padded"}],
+              "llm": {"n_prompts": 64, "prompt_tokens": 512, "new_tokens": 128, "rows": [
+                  {"name": "naive", "mode": "naive", "batch_size": 1, "n_prompts": 1, "tokens_per_s": 20.0},
+                  {"name": "compile b64", "mode": "compile", "batch_size": 64, "tokens_per_s": 8000.0}]}}
+    merged = gpu_report.merge([first, second])
+    assert merged["train-1b"] == second["train-1b"]                       # the rerun's part, whole
+    rows = {r["name"]: r for r in merged["llm"]["rows"]}
+    assert set(rows) == {"naive", "static b64", "compile b64"}
+    assert rows["naive"]["n_prompts"] == 4                                # the 4-prompt baseline stays
+    assert rows["compile b64"]["vs_naive"] == pytest.approx(160.0)        # 8000 / 50, not / 20
+    assert merged["kit"]["commit"] == "bbbb" and [c["kit"]["commit"] for c in merged["calls"]] == ["aaaa", "bbbb"]
+    assert "From 2 calls in one GPU window" in gpu_report.render(merged)
