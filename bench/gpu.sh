@@ -28,13 +28,14 @@ PY=${GPU_PY:-python3}           # on the GPU machine: the image's python3 (torch
 
 # Priority order and time boxes (seconds). The sum must stay <= 480 (8 min of the 10-minute call; the machine's
 # start and the transfers come on top): tests/test_gpu_kit.py checks it.
-PLAN=(
-  "setup 20"      # GPU, driver and library versions; the kit's wheels into a private site dir
-  "train-1b 90"   # 1B LoRA: our trainer (packing + chunked loss) vs HF Trainer + peft padded, same process
-  "train-8b 120"  # 8B LoRA, the same two (MFU against 989 and ~790 TFLOP/s)
-  "llm 100"       # 1B generation, 64 x 512-token prompts, 128 new: backend modes vs one prompt at a time
-  "tests 90"      # pytest -m gpu tests/gpu
-  "eval 55"       # evaluation items/s, batched pipeline vs a naive per-item loop, 1B shape
+PLAN=(   # boxes from the first H200 window (2026-11-30): what each part took there, docs/gpu.md
+  "setup 20"      # GPU, driver and library versions; the kit's wheels into a private site dir (13-16 s)
+  "train-1b 100"  # 1B LoRA: our trainer (packing + chunked loss) vs HF Trainer + peft padded (4 variants in ~85 s)
+  "train-8b 70"   # 8B LoRA, the same two (MFU against 989 and ~790 TFLOP/s) (52 s)
+  "llm 160"       # 1B generation, 64 x 512-token prompts, 128 new: backend modes vs one prompt at a time
+                  # (dynamic + static ~100 s with their compilation; compile, last, ~100 s more: may be cut)
+  "tests 50"      # pytest -m gpu tests/gpu (36-40 s)
+  "eval 75"       # evaluation items/s, batched pipeline vs a naive per-item loop, 1B shape (64 s)
   "report 5"      # results.json + summary.txt from the parts' JSON
 )
 # GPU_KIT_PLAN="train-8b 200;report 5" runs other parts or boxes (a second try within the same window, tests)
