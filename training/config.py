@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ehrforge.config import config_hash, load_config
 from ehrforge.instructions import DEFAULT_SYSTEM_PROMPT
@@ -60,6 +60,19 @@ class DataConfig(_Strict):
     max_seq_len: int = Field(2048, ge=16)
     max_train_examples: int | None = Field(None, ge=1)
     max_val_examples: int | None = Field(None, ge=1)
+    task_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="repeat each train row of a task this many times (2.5 = twice, plus a third copy of a seeded "
+        "half of them; 0.5 = a seeded half); val rows are never reweighted. Tasks not named keep weight 1",
+    )
+
+    @field_validator("task_weights")
+    @classmethod
+    def _weights_non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {t: w for t, w in v.items() if not w >= 0}
+        if bad:
+            raise ValueError(f"data.task_weights must be >= 0, got {bad}")
+        return v
 
 
 class CptConfig(_Strict):

@@ -163,7 +163,35 @@ def _finish(records: list[dict], splits: Sequence[str], source: str, cfg) -> Ins
     for split, limit in limits.items():
         if limit and split in by_split:
             by_split[split] = by_split[split][:limit]
+    weights = getattr(cfg, "task_weights", None)
+    if weights and "train" in by_split:
+        by_split["train"] = reweight_tasks(by_split["train"], weights, source)
     return InstructionData(splits=by_split, data_version=_version(records), source=source)
+
+
+def reweight_tasks(rows: list[dict], weights: Mapping[str, float], source: str = "the instruction set") -> list[dict]:
+    """Train rows with each task's rows repeated `weights[task]` times (tasks not named: once).
+
+    The whole part of a weight repeats every row; the fractional part adds one more copy of the rows whose
+    instruction_id hashes below it, so the same rows are picked in every run and on every rank.
+    """
+    present = {r.get("task") for r in rows}
+    unknown = sorted(set(weights) - present)
+    if unknown:
+        raise InputDataError(f"data.task_weights names task(s) {unknown} that {source} has no train rows of; "
+                             f"its tasks: {sorted(t for t in present if t)}")
+    out: list[dict] = []
+    for r in rows:
+        w = float(weights.get(r.get("task"), 1.0))
+        n = int(w)
+        frac = w - n
+        if frac > 0:
+            u = int(hashlib.sha256(f"task_weight:{r['instruction_id']}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            n += u < frac
+        out.extend([r] * n)
+    if not out:
+        raise InputDataError(f"data.task_weights {dict(weights)} leave no train rows of {source}")
+    return out
 
 
 def load_train_notes(con, cpt_cfg, splits_table: str = "marts.dim_splits") -> list[dict]:

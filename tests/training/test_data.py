@@ -170,3 +170,33 @@ def test_packed_collator_positions_and_labels():
     assert two["input_ids"].shape == (2, 5) and two["labels"][1].tolist()[3:] == [-100, -100]
     ds = PackedDataset(exs * 4, capacity=5)
     assert len(ds) == 4 and ds.n_tokens() == 20
+
+
+def test_task_weights_repeat_train_rows_deterministically_and_leave_val_alone():
+    from training.data import reweight_tasks
+
+    rows = [{"instruction_id": f"{t}-{i}", "task": t, "split": "train"} for t in ("a", "b", "c") for i in range(400)]
+    out = reweight_tasks(rows, {"a": 3, "b": 0.5, "c": 0})
+    n = {t: sum(r["task"] == t for r in out) for t in "abc"}
+    assert n["a"] == 1200 and n["c"] == 0
+    assert 160 < n["b"] < 240                                   # a seeded half
+    assert out == reweight_tasks(rows, {"a": 3, "b": 0.5, "c": 0})  # the same rows every run
+    assert {r["instruction_id"] for r in out if r["task"] == "b"} != {f"b-{i}" for i in range(200)}  # hashed, not a prefix
+    with pytest.raises(InputDataError, match=r"task\(s\) \['nope'\].*its tasks: \['a', 'b', 'c'\]"):
+        reweight_tasks(rows, {"nope": 2})
+    with pytest.raises(InputDataError, match="leave no train rows"):
+        reweight_tasks(rows, {"a": 0, "b": 0, "c": 0})
+    with pytest.raises(ValueError, match="task_weights must be >= 0"):
+        DataConfig(dataset="demo", task_weights={"a": -1})
+
+
+def test_task_weights_apply_to_train_only(tmp_path):
+    path = tmp_path / "set.jsonl"
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    with path.open("w") as f:
+        for i, (task, split) in enumerate([("risk", "train"), ("qa", "train"), ("risk", "val"), ("qa", "val")]):
+            f.write(json.dumps({"instruction_id": f"r{i}", "task": task, "split": split, "subject_id": i,
+                                "messages": msgs}) + "\n")
+    data = load_from_export(path, DataConfig(dataset="demo", task_weights={"risk": 4}))
+    assert [r["task"] for r in data.splits["train"]].count("risk") == 4
+    assert [r["task"] for r in data.splits["val"]] == ["risk", "qa"]
